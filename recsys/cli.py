@@ -1,0 +1,119 @@
+"""The ``recsys`` command: train, evaluate, make data, summarise checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from recsys.errors import RecsysError
+
+log = logging.getLogger("recsys")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; bad input ends with one line on stderr and exit status 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        return int(args.handler(args))
+    except RecsysError as error:
+        print(f"recsys: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("recsys: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # -q works before or after the command name.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="log warnings only, no progress bars")
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__, parents=[common])
+    parser.set_defaults(quiet=False)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", parents=[common], help="train Multi-VAE (and Multi-DAE) into a checkpoint")
+    train.add_argument("--config", type=Path, help="TOML file; defaults apply to what it omits")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a setting, e.g. --set train.epochs=5 (repeatable)")
+    train.add_argument("--name", help="checkpoint directory name (must not exist)")
+    train.add_argument("--root", type=Path, default=Path("checkpoints"),
+                       help="where checkpoints live (default: checkpoints)")
+    train.add_argument("--device", help="cpu or cuda (overrides train.device)")
+    train.add_argument("--epochs", type=int, help="overrides train.epochs")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", parents=[common], help="recompute a checkpoint's test metrics")
+    evaluate.add_argument("checkpoint", nargs="?", type=Path,
+                          help="checkpoint directory (default: the newest in checkpoints/)")
+    evaluate.add_argument("--root", type=Path, default=Path("checkpoints"))
+    evaluate.add_argument("--ks", default="20,50,100", help="cut-offs to print (default 20,50,100)")
+    evaluate.set_defaults(handler=_evaluate)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from recsys.config import load_config
+    from recsys.pipeline import train_from_config
+
+    overrides = list(args.set)
+    if args.device:
+        overrides.append(f'train.device="{args.device}"')
+    if args.epochs is not None:
+        overrides.append(f"train.epochs={args.epochs}")
+    config = load_config(args.config, overrides)
+    _check_device(config["train"]["device"])
+    path = train_from_config(config, args.root, args.name, progress=not args.quiet)
+    print(path)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from recsys.checkpoint import find_checkpoint, load_checkpoint
+    from recsys.pipeline import evaluate_checkpoint
+    from recsys.summary import metrics_table
+
+    path = args.checkpoint or find_checkpoint(args.root)
+    checkpoint = load_checkpoint(path)
+    results = evaluate_checkpoint(checkpoint)
+    ks = [int(k) for k in args.ks.split(",")]
+    print(metrics_table(checkpoint.manifest, results, ks))
+    recorded = recorded_metrics(checkpoint.manifest)
+    drift = [
+        f"{model} {metric}: recorded {recorded[model][metric]:.4f}, now {value:.4f}"
+        for model, values in results.items() for metric, value in values.items()
+        if model in recorded and abs(recorded[model].get(metric, value) - value) > 1e-4
+    ]
+    for line in drift:
+        log.warning("differs from the manifest: %s", line)
+    return 1 if drift else 0
+
+
+def recorded_metrics(manifest: dict) -> dict[str, dict[str, float]]:
+    """Test metrics as the manifest recorded them, models and baselines alike."""
+    recorded = {name: entry["test"] for name, entry in manifest["models"].items()}
+    recorded.update({name: entry["test"] for name, entry in manifest["baselines"].items()})
+    return recorded
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RecsysError("CUDA is not available on this machine; expected --device cpu",
+                          field="train.device")
+    if not device.startswith(("cpu", "cuda")):
+        raise RecsysError(f"expected cpu or cuda, got {device!r}", field="train.device")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
