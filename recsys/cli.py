@@ -19,6 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; bad input ends with one line on stderr and exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.quiet = args.quiet or args.quiet_first
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -33,12 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # -q works before or after the command name.
+    # -q works before or after the command name; the two flags are merged in main().
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+    common.add_argument("-q", "--quiet", action="store_true",
                         help="log warnings only, no progress bars")
-    parser = argparse.ArgumentParser(prog="recsys", description=__doc__, parents=[common])
-    parser.set_defaults(quiet=False)
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    parser.add_argument("-q", "--quiet", dest="quiet_first", action="store_true",
+                        help="log warnings only, no progress bars")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", parents=[common], help="train Multi-VAE (and Multi-DAE) into a checkpoint")
@@ -58,6 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--root", type=Path, default=Path("checkpoints"))
     evaluate.add_argument("--ks", default="20,50,100", help="cut-offs to print (default 20,50,100)")
     evaluate.set_defaults(handler=_evaluate)
+
+    data = commands.add_parser("data", help="make or inspect data")
+    data_commands = data.add_subparsers(required=True, metavar="DATA_COMMAND")
+    synth = data_commands.add_parser("synth", parents=[common],
+                                     help="write a SYNTHETIC MovieLens-shaped data set "
+                                          "(for benchmarks only)")
+    synth.add_argument("--out", type=Path, required=True, help="directory to create")
+    synth.add_argument("--users", type=int, default=136_677)
+    synth.add_argument("--items", type=int, default=20_108)
+    synth.add_argument("--interactions", type=int, default=10_000_000,
+                       help="positive interactions (ratings above 3.5)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(handler=_synth)
     return parser
 
 
@@ -96,6 +111,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     for line in drift:
         log.warning("differs from the manifest: %s", line)
     return 1 if drift else 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from recsys.synth import write_synthetic
+
+    if (args.out / "ratings.csv").exists():
+        raise RecsysError("already holds ratings.csv; expected a new directory", path=args.out)
+    path = write_synthetic(args.out, args.users, args.items, args.interactions, seed=args.seed)
+    print(path)
+    return 0
 
 
 def recorded_metrics(manifest: dict) -> dict[str, dict[str, float]]:

@@ -65,6 +65,8 @@ def score_holdout(
     scorer: Scorer, holdout: Holdout, ks: tuple[int, ...] = KS, batch_size: int = 1000
 ) -> dict[str, float]:
     """Mean metrics over a holdout's users, keyed ``"ndcg@100"``, plus ``"coverage@K"``."""
+    # Data with fewer items than a cut-off has no such cut-off.
+    ks = tuple(k for k in ks if k <= holdout.targets.shape[1]) or (holdout.targets.shape[1],)
     result = evaluate(scorer, holdout, ks, batch_size)
     means = {f"{name}@{k}": mean_over_users(by_k[k])
              for name, by_k in result.per_user.items() for k in result.ks}
@@ -110,7 +112,7 @@ def train_from_config(
             "validation": score_holdout(model_scorer(model, settings.device), split.validation),
             "test": score_holdout(model_scorer(model, settings.device), split.test),
         }
-        log.info("%s test NDCG@100 %.4f (best epoch %d)", kind, entries[kind]["test"]["ndcg@100"],
+        log.info("%s test metrics %s (best epoch %d)", kind, entries[kind]["test"],
                  result.best_epoch)
 
     manifest = {
@@ -206,8 +208,11 @@ def _validator(holdout: Holdout | None, device: str, batch_size: int) -> Callabl
         raise CheckpointError("the split has no validation users; expected some to select "
                               "the best epoch", field="split")
 
+    k = min(100, holdout.targets.shape[1])
+
     def validate(model: MultVAE) -> float:
-        return score_holdout(model_scorer(model, device), holdout, (100,), batch_size)["ndcg@100"]
+        scores = score_holdout(model_scorer(model, device), holdout, (k,), batch_size)
+        return scores[f"ndcg@{k}"]
 
     return validate
 

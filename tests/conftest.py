@@ -9,7 +9,7 @@ import pytest
 
 
 def write_movielens(
-    directory: Path, n_users: int = 80, n_items: int = 60, seed: int = 0
+    directory: Path, n_users: int = 80, n_items: int = 160, seed: int = 0
 ) -> Path:
     """Write ratings.csv and movies.csv with two taste groups, so models can learn something.
 
@@ -22,7 +22,7 @@ def write_movielens(
     half = n_items // 2
     for user in range(1, n_users + 1):
         liked = np.arange(half) if user % 2 else np.arange(half, n_items)
-        chosen = rng.choice(liked, size=rng.integers(8, 16), replace=False)
+        chosen = rng.choice(liked, size=rng.integers(10, 30), replace=False)
         disliked = rng.choice(n_items, size=3, replace=False)
         start = 1_000_000_000 + int(rng.integers(0, 10_000_000))
         for step, item in enumerate(chosen):
