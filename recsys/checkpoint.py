@@ -228,6 +228,14 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
     os.replace(staging, path)
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write text to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.partial")
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, path)
+
+
 def _write_json(path: Path, payload: Any) -> None:
     with path.open("w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=1, sort_keys=False)

@@ -73,6 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="positive interactions (ratings above 3.5)")
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=_synth)
+
+    report = commands.add_parser("report", help="the book's helpers")
+    report_commands = report.add_subparsers(required=True, metavar="REPORT_COMMAND")
+    summary = report_commands.add_parser(
+        "summary", parents=[common],
+        help="markdown comparing a checkpoint's test metrics with a base checkpoint's")
+    summary.add_argument("--head", type=Path, default=Path("checkpoints"),
+                         help="checkpoint directory, or a folder of them (newest is taken)")
+    summary.add_argument("--base", type=Path,
+                         help="the checkpoint to compare with (directory or folder); "
+                              "omitted or empty: no comparison")
+    summary.add_argument("--out", type=Path, help="write here instead of standard output")
+    summary.set_defaults(handler=_summary)
     return parser
 
 
@@ -121,6 +134,29 @@ def _synth(args: argparse.Namespace) -> int:
     path = write_synthetic(args.out, args.users, args.items, args.interactions, seed=args.seed)
     print(path)
     return 0
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from recsys.checkpoint import write_text_atomic
+    from recsys.summary import comparison_markdown
+
+    head = _manifest_at(args.head)
+    base = _manifest_at(args.base) if args.base is not None else None
+    text = comparison_markdown(base, head)
+    if args.out is None:
+        print(text, end="")
+    else:
+        write_text_atomic(args.out, text)
+    return 0
+
+
+def _manifest_at(path: Path) -> dict | None:
+    """The manifest of a checkpoint directory, or of the newest checkpoint in a folder."""
+    from recsys.checkpoint import MANIFEST, find_checkpoint, read_manifest
+
+    if (path / MANIFEST).exists():
+        return read_manifest(path)
+    return read_manifest(find_checkpoint(path))
 
 
 def recorded_metrics(manifest: dict) -> dict[str, dict[str, float]]:

@@ -24,3 +24,64 @@ def metrics_table(
         cells += [f"{values[f'recall@{k}']:.4f}" for k in ks]
         lines.append("| " + " | ".join([label, *cells]) + " |")
     return "\n".join(lines)
+
+
+def comparison_markdown(
+    base: dict[str, Any] | None, head: dict[str, Any], ks: Iterable[int] = (20, 50, 100)
+) -> str:
+    """Markdown that compares a head checkpoint's recorded test metrics with a base one's.
+
+    ``base`` and ``head`` are manifests; ``base`` may be ``None`` when there is nothing to
+    compare with (the first checkpoint). Each row is one model and one metric, with the base
+    value, the head value and the change.
+    """
+    lines = [f"## Checkpoint `{head['name']}`", "", _describe(head)]
+    if base is None:
+        lines += ["", "No base checkpoint to compare with.", ""]
+    else:
+        lines += ["", f"Compared with `{base['name']}`: {_describe(base)}", ""]
+        if base["data"]["fingerprint"] != head["data"]["fingerprint"]:
+            lines += ["**The data differ** (another fingerprint): changes mix model and data.", ""]
+
+    header = "| model | metric | base | head | change |"
+    lines += [header, "|---|---|---:|---:|---:|"]
+    head_metrics = _recorded(head)
+    base_metrics = _recorded(base) if base is not None else {}
+    for model, values in head_metrics.items():
+        for metric in (f"{name}@{k}" for name in ("ndcg", "recall") for k in ks):
+            if metric not in values:
+                continue
+            new = values[metric]
+            old = base_metrics.get(model, {}).get(metric)
+            lines.append(f"| {DISPLAY_NAMES.get(model, model)} | {_metric_label(metric)} | "
+                         f"{_fmt(old)} | {new:.4f} | {_change(old, new)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _recorded(manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
+    recorded = {name: entry["test"] for name, entry in manifest["models"].items()}
+    recorded.update({name: entry["test"] for name, entry in manifest["baselines"].items()})
+    return recorded
+
+
+def _describe(manifest: dict[str, Any]) -> str:
+    split = manifest["split"]
+    return (f"created {manifest['created_at']}, data fingerprint "
+            f"`{manifest['data']['fingerprint'][:12]}`, split {split['strategy']} "
+            f"({split['stats']['test_users']} test users)")
+
+
+def _metric_label(metric: str) -> str:
+    name, k = metric.split("@")
+    return {"ndcg": "NDCG", "recall": "Recall"}.get(name, name) + f"@{k}"
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _change(old: float | None, new: float) -> str:
+    if old is None:
+        return "new"
+    relative = f" ({(new - old) / old:+.1%})" if old else ""
+    return f"{new - old:+.4f}{relative}"
