@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log warnings only, no progress bars")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", parents=[common], help="train Multi-VAE (and Multi-DAE) into a checkpoint")
+    train = commands.add_parser("train", parents=[common],
+                                help="train Multi-VAE (and Multi-DAE) into a checkpoint")
     train.add_argument("--config", type=Path, help="TOML file; defaults apply to what it omits")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a setting, e.g. --set train.epochs=5 (repeatable)")
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="overrides train.epochs")
     train.set_defaults(handler=_train)
 
-    evaluate = commands.add_parser("evaluate", parents=[common], help="recompute a checkpoint's test metrics")
+    evaluate = commands.add_parser("evaluate", parents=[common],
+                                   help="recompute a checkpoint's test metrics")
     evaluate.add_argument("checkpoint", nargs="?", type=Path,
                           help="checkpoint directory (default: the newest in checkpoints/)")
     evaluate.add_argument("--root", type=Path, default=Path("checkpoints"))

@@ -190,6 +190,6 @@ def _check(config: dict[str, Any], source: str) -> None:
     if unknown or not train["models"]:
         raise RecsysError(f"expected a non-empty list from {', '.join(config['model'])}, got "
                           f"{train['models']!r}", path=source, field="train.models")
-    if not 0.0 <= train["beta_cap"]:
+    if train["beta_cap"] < 0.0:
         raise RecsysError(f"expected a non-negative number, got {train['beta_cap']}",
                           path=source, field="train.beta_cap")

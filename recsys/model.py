@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -118,13 +119,13 @@ class MultVAE(nn.Module):
         widths = [config.n_items, *config.hidden_dims, config.latent_dim * (1 + variational)]
         self.input_layer = SparseLinear(widths[0], widths[1])
         self.encoder = nn.ModuleList(
-            _linear(a, b) for a, b in zip(widths[1:-1], widths[2:], strict=True)
+            _linear(a, b) for a, b in pairwise(widths[1:])
         )
 
         # Decoder mirrors the encoder: latent -> hidden... -> items.
         back = [config.latent_dim, *reversed(config.hidden_dims), config.n_items]
         self.decoder = nn.ModuleList(
-            _linear(a, b) for a, b in zip(back[:-1], back[1:], strict=True)
+            _linear(a, b) for a, b in pairwise(back)
         )
 
     @property

@@ -83,7 +83,8 @@ def train_from_config(
 ) -> Path:
     """Train every configured model and the baselines on one split; write one checkpoint."""
     train = config["train"]
-    name = name or config["name"] or f"{Path(config['data']['path']).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = name or config["name"] or f"{Path(config['data']['path']).name}-{stamp}"
     if (Path(root) / name).exists():
         raise CheckpointError("checkpoint directory already exists; expected a new name "
                               "(pass --name)", path=Path(root) / name)

@@ -77,7 +77,7 @@ def _metric_label(metric: str) -> str:
 
 
 def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _change(old: float | None, new: float) -> str:

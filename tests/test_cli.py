@@ -35,7 +35,7 @@ def test_train_writes_a_checkpoint_that_evaluate_reproduces(trained: Path, capsy
     code, out, err = run(capsys, "evaluate", str(trained))
     assert code == 0, err
     vae = manifest["models"]["multvae"]["test"]["ndcg@100"]
-    assert f"| Multi-VAE | " in out
+    assert "| Multi-VAE | " in out
     assert f"{vae:.4f}" in out
 
 

@@ -31,7 +31,7 @@ def test_comparison_flags_other_data_and_a_missing_base() -> None:
     assert "The data differ" in text
     first = comparison_markdown(None, manifest("pr", 0.25), ks=(100,))
     assert "No base checkpoint" in first
-    assert "| Multi-VAE | NDCG@100 | – | 0.2500 | new |" in first
+    assert "| Multi-VAE | NDCG@100 | - | 0.2500 | new |" in first
 
 
 def test_metrics_table_has_a_row_per_model() -> None:

@@ -1,0 +1,255 @@
+"""Baselines to compare Multi-VAE with: most-popular and EASE.
+
+Both are scorers (see :mod:`recsys.recommend`): call them with a batch x items CSR matrix of
+fold-in rows to get batch x items float32 scores.
+
+EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019) learns an
+items x items weight matrix ``B`` with a zero diagonal that reconstructs each item's column
+from the others under an L2 penalty ``lam``. Its closed form is ``P = (X^T X + lam I)^-1`` and
+``B[i, j] = -P[i, j] / P[j, j]`` off the diagonal; a user's scores are ``x_user @ B``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.linalg import lapack
+
+from recsys.errors import DataError
+from recsys.recommend import evaluate
+from recsys.splits import Holdout
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LAMBDAS: tuple[float, ...] = (20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
+
+
+@dataclass(frozen=True)
+class Popularity:
+    """Scores every item by its number of training users, the same for every user.
+
+    Attributes
+    ----------
+    item_counts
+        float32 array of shape (items,): training users with a positive entry per item.
+    """
+
+    item_counts: np.ndarray
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_counts)
+
+    def __call__(self, fold_in: sp.csr_matrix) -> np.ndarray:
+        """batch x items scores: ``item_counts`` repeated for every row of ``fold_in``."""
+        _check_columns(fold_in, self.n_items)
+        # A read-only broadcast view; top_k copies scores before changing them.
+        return np.broadcast_to(self.item_counts, (fold_in.shape[0], self.n_items))
+
+
+@dataclass(frozen=True)
+class Ease:
+    """A fitted EASE model.
+
+    Attributes
+    ----------
+    weights
+        items x items float32 matrix ``B`` with a zero diagonal.
+    lam
+        The L2 penalty it was fitted with.
+    """
+
+    weights: np.ndarray = field(repr=False)
+    lam: float
+
+    @property
+    def n_items(self) -> int:
+        return self.weights.shape[0]
+
+    def __call__(self, fold_in: sp.csr_matrix) -> np.ndarray:
+        """batch x items float32 scores ``fold_in @ weights``."""
+        _check_columns(fold_in, self.n_items)
+        rows = sp.csr_matrix(fold_in, dtype=np.float32)
+        return np.asarray(rows @ self.weights, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class EaseSelection:
+    """The outcome of choosing EASE's penalty on validation users.
+
+    Attributes
+    ----------
+    lam
+        The penalty with the highest validation NDCG@k (the first one on ties).
+    ndcg
+        Mean validation NDCG@k for every penalty tried, in grid order.
+    k
+        The NDCG cut-off.
+    model
+        EASE fitted on the training matrix with ``lam``.
+    """
+
+    lam: float
+    ndcg: dict[float, float]
+    k: int
+    model: Ease
+
+
+def fit_popularity(train: sp.csr_matrix) -> Popularity:
+    """Count each item's training users.
+
+    Parameters
+    ----------
+    train
+        users x items sparse matrix of training interactions; positive entries count.
+    """
+    matrix = _check_train(train)
+    counts = np.bincount(matrix.indices[matrix.data > 0], minlength=matrix.shape[1])
+    return Popularity(counts.astype(np.float32))
+
+
+def fit_ease(train: sp.csr_matrix, lam: float = 500.0) -> Ease:
+    """Fit EASE in closed form.
+
+    Parameters
+    ----------
+    train
+        users x items sparse matrix of training interactions.
+    lam
+        L2 penalty on the weights, > 0 (default 500, Steck's choice for MovieLens-20M).
+
+    Returns
+    -------
+    Ease
+        The fitted scorer. Memory grows as items squared: about four float64 items x items
+        matrices exist at once during the fit.
+    """
+    return Ease(_ease_weights(_gram(_check_train(train)), _check_lambda(lam)), float(lam))
+
+
+def select_ease_lambda(
+    train: sp.csr_matrix,
+    validation: Holdout | None,
+    grid: Sequence[float] = DEFAULT_LAMBDAS,
+    k: int = 100,
+    batch_size: int = 500,
+) -> EaseSelection:
+    """Choose EASE's penalty by mean NDCG@k on validation users.
+
+    Parameters
+    ----------
+    train
+        users x items sparse matrix of training interactions.
+    validation
+        Held-out users whose fold-in and target columns match ``train``'s.
+    grid
+        Penalties to try, each > 0 (default :data:`DEFAULT_LAMBDAS`).
+    k
+        NDCG cut-off (default 100, as in the paper).
+    batch_size
+        Users scored at a time (default 500).
+
+    Returns
+    -------
+    EaseSelection
+        The chosen penalty, every penalty's validation NDCG@k, and the chosen model.
+    """
+    matrix = _check_train(train)
+    if validation is None:
+        raise DataError("expected validation users to choose lambda on, got none; use a split "
+                        "with a validation set", field="validation")
+    _check_columns(validation.fold_in, matrix.shape[1])
+    if len(grid) == 0:
+        raise DataError("expected at least one lambda to try, got an empty grid", field="grid")
+    lambdas = [_check_lambda(lam) for lam in grid]
+
+    # The Gram matrix does not depend on lambda, so it is built once.
+    gram = _gram(matrix)
+    scores: dict[float, float] = {}
+
+    def fit_and_score(lam: float) -> Ease:
+        model = Ease(_ease_weights(gram, lam), lam)
+        scores[lam] = evaluate(model, validation, ks=(k,), batch_size=batch_size).mean("ndcg", k)
+        log.info("EASE lambda %g: validation NDCG@%d %.4f", lam, k, scores[lam])
+        return model
+
+    # max holds one model at a time and keeps the first of tied lambdas.
+    best = max(map(fit_and_score, lambdas), key=lambda model: scores[model.lam])
+    return EaseSelection(best.lam, scores, k, best)
+
+
+def _gram(matrix: sp.csr_matrix) -> np.ndarray:
+    """items x items float64 co-occurrence counts ``X^T X`` (exact: they are integers)."""
+    started = time.perf_counter()
+    gram = (matrix.T @ matrix).toarray()
+    log.debug("Gram matrix of %d items in %.2f s", gram.shape[0], time.perf_counter() - started)
+    return gram
+
+
+def _ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
+    """items x items float32 EASE weights from the Gram matrix and a penalty.
+
+    The inverse is taken in float64: with a small penalty the regularised Gram matrix can be
+    ill-conditioned, and float32 would lose the weights of rare items.
+    """
+    started = time.perf_counter()
+    regularised = gram.copy()
+    regularised[np.diag_indices_from(regularised)] += lam
+    precision = _positive_definite_inverse(regularised)
+
+    # Column j is divided by -P[j, j]; the diagonal is then zero by the constraint.
+    weights = precision / -np.diag(precision)
+    np.fill_diagonal(weights, 0.0)
+    log.debug("EASE weights (lambda %g) in %.2f s", lam, time.perf_counter() - started)
+    return weights.astype(np.float32)
+
+
+def _positive_definite_inverse(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite matrix through its Cholesky factor.
+
+    LAPACK's potrf/potri do about half the work of a general inverse. ``matrix`` is
+    overwritten.
+    """
+    factor, info = lapack.dpotrf(matrix, lower=True, overwrite_a=True)
+    if info == 0:
+        inverse, info = lapack.dpotri(factor, lower=True, overwrite_c=True)
+    if info != 0:
+        raise DataError(f"expected a positive definite regularised Gram matrix, got LAPACK "
+                        f"error {info}; try a larger lambda", field="lam")
+
+    # potri fills the lower triangle only; mirror it into the upper one.
+    lower = np.tril(inverse)
+    lower += np.tril(lower, -1).T
+    return lower
+
+
+def _check_train(train: sp.csr_matrix) -> sp.csr_matrix:
+    if not sp.issparse(train) or train.ndim != 2:
+        raise DataError(f"expected a users x items scipy sparse matrix, got "
+                        f"{type(train).__name__}", field="train")
+    if train.shape[1] == 0:
+        raise DataError("expected at least one item column, got none", field="train")
+    matrix = sp.csr_matrix(train, dtype=np.float64, copy=True)
+    matrix.sum_duplicates()
+    return matrix
+
+
+def _check_columns(fold_in: sp.csr_matrix, n_items: int) -> None:
+    if not sp.issparse(fold_in) or fold_in.ndim != 2 or fold_in.shape[1] != n_items:
+        shape = getattr(fold_in, "shape", None)
+        raise DataError(f"expected a sparse matrix with {n_items} item columns (as in "
+                        f"training), got shape {shape}", field="fold_in")
+
+
+def _check_lambda(lam: float) -> float:
+    if isinstance(lam, bool) or not isinstance(lam, int | float) or not (
+        math.isfinite(lam) and lam > 0
+    ):
+        raise DataError(f"expected a finite lambda > 0, got {lam!r}", field="lam")
+    return float(lam)
