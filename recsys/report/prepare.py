@@ -1,0 +1,94 @@
+"""The book's pre-render step: resolve the checkpoint and write what the chapters need.
+
+Quarto runs ``python -m recsys.report.prepare`` in the project folder before it renders. It
+writes two generated files:
+
+``report/_checkpoint.qmd``
+    a hidden code cell holding the checkpoint's path and identity (sha256 of its files) and the
+    identity of the analysis code. Every chapter includes it, so the code Quarto executes, and
+    hence the key of its Jupyter cache, changes exactly when the checkpoint or the analysis
+    code does: a new checkpoint re-executes every chapter, and an unchanged one none.
+``report/assets/vega.js``
+    Vega, Vega-Lite and Vega-Embed in one file, which every page loads from the site itself.
+
+With no checkpoint it exits with status 1 and one line saying how to train one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from recsys.checkpoint import checkpoint_identity
+from recsys.errors import RecsysError
+from recsys.report.charts import write_bundle
+from recsys.report.context import resolve_checkpoint, source_identity
+
+log = logging.getLogger(__name__)
+
+INCLUDE: Final = Path("report/_checkpoint.qmd")
+ASSETS: Final = Path("report/assets")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What the pre-render step resolved and wrote."""
+
+    checkpoint: Path
+    identity: str
+    include: Path
+    bundle: Path
+
+
+def include_text(checkpoint: str, identity: str, code_identity: str) -> str:
+    """The generated include: one hidden cell that defines the chapter's checkpoint."""
+    return (
+        "<!-- Written by `python -m recsys.report.prepare` before each render. -->\n\n"
+        "```{python}\n"
+        "#| include: false\n"
+        f"CHECKPOINT = {checkpoint!r}\n"
+        f"CHECKPOINT_IDENTITY = {identity!r}\n"
+        f"ANALYSIS_CODE_IDENTITY = {code_identity!r}\n"
+        "```\n"
+    )
+
+
+def prepare(root: str | Path) -> Prepared:
+    """Resolve the checkpoint for the book at ``root`` and write the generated files."""
+    root = Path(root).resolve()
+    checkpoint = resolve_checkpoint(root).resolve()
+    identity = checkpoint_identity(checkpoint)
+
+    # A checkpoint inside the book is named relative to it, so the include moves with the book.
+    shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint
+    include = root / INCLUDE
+    text = include_text(shown.as_posix(), identity, source_identity())
+    if not include.is_file() or include.read_text(encoding="utf-8") != text:
+        include.parent.mkdir(parents=True, exist_ok=True)
+        include.write_text(text, encoding="utf-8")
+    log.info("book prepared for checkpoint %s (identity %s)", shown, identity[:12])
+    return Prepared(checkpoint, identity, include, write_bundle(root / ASSETS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m recsys.report.prepare",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path.cwd(),
+                        help="the book's folder, holding _quarto.yml (default: here)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        prepare(args.root)
+    except RecsysError as error:
+        sys.stderr.write(f"{error}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
