@@ -18,10 +18,12 @@ duplicated (user, item) pairs collapse to the latest interaction.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,11 @@ log = logging.getLogger(__name__)
 
 Format = Literal["auto", "movielens-csv", "movielens-dat", "ml100k", "csv", "tsv"]
 COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+
+# Names for the columns of the header-less MovieLens files, as error messages show them.
+_HEADERLESS = ("user", "item", "rating", "timestamp")
+# A byte that stands in for a multi-character separator so that pandas' C parser can read it.
+_STAND_IN = b"\x1f"
 
 
 def read_interactions(
@@ -61,19 +68,16 @@ def read_interactions(
     path = resolve_interaction_file(path)
     fmt = guess_format(path) if fmt == "auto" else fmt
 
-    # Each format has its own reader; all end in the same tidy table.
+    # Each format has its own layout: separator, header row, column names.
     if fmt == "movielens-csv":
-        raw = _read_table(path, sep=",", header=0)
-        frame = _tidy(raw, path, "userId", "movieId", "rating", "timestamp")
+        layout = _Layout(",", 0, None, ("userId", "movieId", "rating", "timestamp"))
     elif fmt == "movielens-dat":
-        raw = _read_table(path, sep="::", header=None, names=["u", "i", "r", "t"])
-        frame = _tidy(raw, path, "u", "i", "r", "t")
+        layout = _Layout("::", None, _HEADERLESS, _HEADERLESS)
     elif fmt == "ml100k":
-        raw = _read_table(path, sep="\t", header=None, names=["u", "i", "r", "t"])
-        frame = _tidy(raw, path, "u", "i", "r", "t")
+        layout = _Layout("\t", None, _HEADERLESS, _HEADERLESS)
     elif fmt in ("csv", "tsv"):
-        raw = _read_table(path, sep="," if fmt == "csv" else "\t", header=0)
-        frame = _tidy(raw, path, user_col, item_col, rating_col, timestamp_col)
+        layout = _Layout("," if fmt == "csv" else "\t", 0, None,
+                         (user_col, item_col, rating_col, timestamp_col))
     else:
         raise DataError(
             f"unknown format {fmt!r}; expected one of auto, movielens-csv, movielens-dat, "
@@ -82,6 +86,7 @@ def read_interactions(
             field="format",
         )
 
+    frame = _read_tidy(path, layout)
     if frame.empty:
         raise DataError("no interactions; expected at least one data row", path=path)
     return collapse_duplicates(frame)
@@ -104,7 +109,7 @@ def resolve_interaction_file(path: str | Path) -> Path:
 
 
 def guess_format(path: Path) -> Format:
-    """Guess a file's format from its name and, for ``.dat``, its first line."""
+    """Guess a file's format from its name and, for ``.csv``, its header line."""
     name = path.name.lower()
     if name == "u.data":
         return "ml100k"
@@ -113,7 +118,7 @@ def guess_format(path: Path) -> Format:
     if name.endswith((".tsv", ".tab")):
         return "tsv"
     if name.endswith(".csv"):
-        with path.open(encoding="utf-8", errors="replace") as handle:
+        with path.open(encoding="utf-8-sig", errors="replace") as handle:
             header = handle.readline()
         return "movielens-csv" if header.startswith("userId,movieId") else "csv"
     raise DataError(
@@ -124,25 +129,120 @@ def guess_format(path: Path) -> Format:
     )
 
 
-def _read_table(path: Path, *, sep: str, header: int | None, names: Sequence[str] | None = None):
-    """Read a delimited file with every column as text; parsing happens in :func:`_tidy`."""
-    engine = "python" if len(sep) > 1 else "c"
+class _Layout(NamedTuple):
+    """Where a format keeps its columns: ``columns`` are user, item, rating, timestamp."""
+
+    sep: str
+    header: int | None
+    names: Sequence[str] | None
+    columns: tuple[str, str, str | None, str | None]
+
+
+def _read_tidy(path: Path, layout: _Layout, *, fast: bool = True) -> pd.DataFrame:
+    """Read a file into the tidy table, letting the C parser convert numbers when it can.
+
+    Reading every column as text and converting afterwards is several times slower on large
+    files, so the first attempt asks the parser for float ratings and integer timestamps.
+    Any value it cannot convert, or a rating that is not finite, sends the file to the text
+    path (``fast=False``), which gives the same table or the error that quotes the value.
+    """
+    user_col, item_col, rating_col, timestamp_col = layout.columns
+    numeric = {col: kind for col, kind in ((rating_col, "float64"), (timestamp_col, "int64"))
+               if col is not None}
+    if fast and numeric:
+        dtype = {user_col: str, item_col: str, **numeric}
+        try:
+            raw = _read_table(path, sep=layout.sep, header=layout.header, names=layout.names,
+                              dtype=dtype)
+            return _tidy(raw, path, *layout.columns)
+        except (ValueError, OverflowError):  # DataError included: the text path says why
+            log.debug("%s: numbers need the text path", path)
+    raw = _read_table(path, sep=layout.sep, header=layout.header, names=layout.names)
+    return _tidy(raw, path, *layout.columns)
+
+
+def _read_table(
+    path: Path,
+    *,
+    sep: str,
+    header: int | None,
+    names: Sequence[str] | None = None,
+    dtype: type | dict[str, object] = str,
+) -> pd.DataFrame:
+    """Read a delimited file; columns are text unless ``dtype`` says otherwise."""
+    if path.stat().st_size == 0:  # with ``names`` pandas would read it as zero rows
+        raise DataError("the file is empty; expected interaction rows", path=path)
     try:
-        return pd.read_csv(
-            path,
-            sep=sep,
-            header=header,
-            names=names,
-            dtype=str,
-            engine=engine,
-            encoding="latin-1" if engine == "python" else "utf-8",
-            keep_default_na=False,
-        )
+        if len(sep) > 1:
+            raw = _read_multichar(path, sep, header, names, dtype)
+        else:
+            raw = pd.read_csv(path, sep=sep, header=header, names=names, dtype=dtype,
+                              encoding="utf-8", keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise DataError("the file is empty; expected interaction rows", path=path) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        first_line = str(error).splitlines()[0]
-        raise DataError(f"cannot parse as {sep!r}-separated text ({first_line})", path=path) from None
+        first_line = str(error).strip().splitlines()[0]
+        raise DataError(f"cannot parse as {sep!r}-separated text ({first_line})",
+                        path=path) from None
+
+    # pandas turns surplus leading fields into an index; that would shift every column.
+    if not isinstance(raw.index, pd.RangeIndex):
+        raise DataError(f"a line has more fields than the {len(raw.columns)} expected "
+                        f"({', '.join(map(str, raw.columns))})", path=path)
+    return raw
+
+
+def _read_multichar(
+    path: Path,
+    sep: str,
+    header: int | None,
+    names: Sequence[str] | None,
+    dtype: type | dict[str, object],
+) -> pd.DataFrame:
+    """Read a file whose separator is several characters long (the ``::`` of ml-1m, ml-10m).
+
+    ``sep`` is taken literally. pandas only has a slow pure-Python parser for such
+    separators. When a one-byte stand-in does not occur in the file, each separator is
+    rewritten to it while streaming and the C parser reads the result, with quoting off as
+    in the Python parser; the fields come out the same.
+    """
+    options = {"header": header, "names": names, "dtype": dtype, "encoding": "latin-1",
+               "keep_default_na": False}
+    if _file_contains(path, _STAND_IN):
+        return pd.read_csv(path, sep=sep, engine="python", **options)
+    with path.open("rb") as handle:
+        stream = _ReplacingReader(handle, sep.encode("latin-1"), _STAND_IN)
+        return pd.read_csv(stream, sep=_STAND_IN.decode("latin-1"), engine="c",
+                           quoting=csv.QUOTE_NONE, **options)
+
+
+def _file_contains(path: Path, needle: bytes, block_size: int = 1 << 24) -> bool:
+    """Whether a one-byte ``needle`` occurs in the file, reading it in blocks."""
+    with path.open("rb") as handle:
+        return any(needle in block for block in iter(lambda: handle.read(block_size), b""))
+
+
+class _ReplacingReader(io.RawIOBase):
+    """A binary stream over ``handle`` in which every ``old`` separator reads as ``new``.
+
+    Whole lines are read at a time, so a separator never straddles two reads.
+    """
+
+    def __init__(self, handle: BinaryIO, old: bytes, new: bytes, hint: int = 1 << 22):
+        self._handle, self._old, self._new, self._hint = handle, old, new, hint
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if not self._pending:
+            lines = self._handle.readlines(self._hint)
+            self._pending = memoryview(b"".join(lines).replace(self._old, self._new))
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 def _tidy(
@@ -175,57 +275,92 @@ def _tidy(
 
 
 def _ids(column: pd.Series, path: Path, name: str) -> pd.Series:
-    """Strip identifiers and refuse empty ones."""
-    ids = column.astype(str).str.strip()
-    empty = ids == ""
+    """Strip identifiers and refuse empty ones (a line too short to have one included).
+
+    Ids repeat a lot, so the work is done once per distinct id.
+    """
+    codes, uniques = pd.factorize(column, use_na_sentinel=False)
+    raw = pd.Index(uniques).to_numpy(dtype=object)
+    stripped = pd.Index(uniques).fillna("").astype(str).str.strip().to_numpy(dtype=object)
+    empty = stripped == ""
     if empty.any():
-        row = int(np.flatnonzero(empty.to_numpy())[0])
+        row = int(np.flatnonzero(empty[codes])[0])
         raise DataError(f"empty identifier in data row {row + 1}; expected a user or item id",
                         path=path, field=name)
-    return ids
+    if not (stripped == raw).all():
+        column = pd.Series(stripped.take(codes), index=column.index, dtype=object)
+    return column.astype(str)
 
 
 def _numbers(column: pd.Series, path: Path, name: str) -> pd.Series:
-    """Parse a numeric column, naming the first value that is not a number."""
-    values = pd.to_numeric(column.str.strip(), errors="coerce")
-    bad = values.isna().to_numpy()
+    """Parse a numeric column, naming the first value that is not a finite number."""
+    if pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column):
+        values = column.astype("float64")
+    else:
+        column = column.fillna("").astype(str)
+        values = pd.to_numeric(column.str.strip(), errors="coerce").astype("float64")
+    bad = ~np.isfinite(values.to_numpy())
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"expected a number, got {column.iloc[row]!r} in data row {row + 1}",
+            f"expected a finite number, got {column.iloc[row]!r} in data row {row + 1}",
             path=path, field=name,
         )
-    return values.astype("float64")
+    return values
 
 
 def parse_timestamps(column: pd.Series, path: Path, name: str) -> pd.Series:
-    """Parse epoch seconds or ISO-8601 dates into int64 epoch seconds."""
-    text = column.astype(str).str.strip()
+    """Parse epoch seconds or ISO-8601 dates into int64 epoch seconds.
+
+    The whole column must be one or the other. Dates without a UTC offset are taken as UTC;
+    fractions of a second are dropped.
+    """
+    if pd.api.types.is_integer_dtype(column):
+        return column.astype("int64")
+    text = column.fillna("").astype(str).str.strip()
     numeric = pd.to_numeric(text, errors="coerce")
-    if not numeric.isna().any():
+    as_float = numeric.to_numpy(dtype=np.float64)
+    is_number = np.isfinite(as_float) & (np.abs(as_float) < 2.0**63)  # fits in int64
+    if is_number.all():
         return numeric.astype("int64")
 
     # Not all numbers: the whole column must then be ISO dates.
     dates = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-    bad = dates.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(
-            f"expected epoch seconds or an ISO date, got {text.iloc[row]!r} "
-            f"in data row {row + 1}",
-            path=path, field=name,
-        )
-    return pd.Series(dates.astype("int64").to_numpy() // 10**9, index=column.index)
+    is_date = dates.notna().to_numpy()
+    if is_date.all():
+        # Whole seconds whatever the resolution pandas parsed to (ns in pandas 2, us in 3).
+        epoch = pd.Timestamp(0, tz="UTC")
+        return pd.Series((dates - epoch) // pd.Timedelta(seconds=1), index=column.index,
+                         dtype="int64")
+
+    # Point at a value that is neither; failing that, at a number among dates.
+    neither = ~is_number & ~is_date
+    row = int(np.flatnonzero(neither if neither.any() else is_number)[0])
+    raise DataError(
+        f"expected epoch seconds or ISO dates (one kind for the whole column), got "
+        f"{text.iloc[row]!r} in data row {row + 1}",
+        path=path, field=name,
+    )
 
 
 def collapse_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
     """Keep one row per (user, item): the latest by timestamp, else the last in the file."""
     before = len(frame)
+
+    # One integer per (user, item) pair; hashing two string columns at once is much slower.
+    users = pd.factorize(frame["user_id"], use_na_sentinel=False)[0].astype(np.int64)
+    items, item_uniques = pd.factorize(frame["item_id"], use_na_sentinel=False)
+    pairs = users * max(len(item_uniques), 1) + items
+
+    # Visit rows oldest first (file order among equal times); the last visit of a pair wins.
     if "timestamp" in frame.columns:
-        frame = frame.sort_values("timestamp", kind="stable")
-    frame = frame.drop_duplicates(["user_id", "item_id"], keep="last")
-    if len(frame) < before:
-        log.info("collapsed %d duplicated (user, item) rows", before - len(frame))
+        order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
+    else:
+        order = np.arange(before)
+    superseded = pd.Series(pairs[order]).duplicated(keep="last").to_numpy()
+    if superseded.any():
+        log.info("collapsed %d duplicated (user, item) rows", int(superseded.sum()))
+        frame = frame.iloc[np.sort(order[~superseded])]
     return frame.sort_index(kind="stable").reset_index(drop=True)
 
 
@@ -253,7 +388,11 @@ def read_titles(directory: str | Path) -> tuple[dict[str, str], str | None]:
     for name, reader in readers.items():
         path = directory / name
         if path.is_file():
-            table = reader(path)
+            try:
+                table = reader(path)
+            except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+                raise DataError("cannot parse the title file; expected the MovieLens layout",
+                                path=path, field="title") from None
             if not {"movieId", "title"} <= set(table.columns):
                 raise DataError("expected columns 'movieId' and 'title'", path=path, field="title")
             return dict(zip(table["movieId"].str.strip(), table["title"], strict=True)), name

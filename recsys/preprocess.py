@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,9 +46,13 @@ class Preprocessing:
     k_core: bool = False
 
     def __post_init__(self) -> None:
+        threshold = self.threshold
+        if threshold is not None and (isinstance(threshold, bool)
+                                      or not isinstance(threshold, numbers.Real)):
+            raise DataError(f"expected a number or None, got {threshold!r}", field="threshold")
         for name in ("min_user_items", "min_item_users"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise DataError(f"expected a non-negative integer, got {value!r}", field=name)
 
 
@@ -158,9 +163,9 @@ def build_dataset(
     if positive.empty:
         raise DataError(
             "no interactions left after filtering; expected users with at least "
-            f"{preprocessing.min_user_items} items and items with at least "
-            f"{preprocessing.min_item_users} users",
-            path=source,
+            f"min_user_items={preprocessing.min_user_items} items and items with at least "
+            f"min_item_users={preprocessing.min_item_users} users",
+            path=source, field="preprocessing",
         )
 
     # Number users and items in sorted id order, so nums do not depend on row order.
@@ -193,20 +198,34 @@ def build_dataset(
 
 
 def filter_counts(frame: pd.DataFrame, preprocessing: Preprocessing) -> pd.DataFrame:
-    """Drop rare users and items, once or (k-core) until nothing changes."""
+    """Drop rare users and items, once or (k-core) until nothing changes.
+
+    One pass drops items with fewer than ``min_item_users`` users, then users with fewer than
+    ``min_user_items`` of the remaining items.
+    """
+    # Count on integer codes: ids are hashed once, not once per pass.
+    users, user_uniques = pd.factorize(frame["user_id"], use_na_sentinel=False)
+    items, item_uniques = pd.factorize(frame["item_id"], use_na_sentinel=False)
+    keep = np.ones(len(frame), dtype=bool)
     while True:
-        before = len(frame)
-        item_counts = frame["item_id"].map(frame["item_id"].value_counts())
-        frame = frame[item_counts >= preprocessing.min_item_users]
-        user_counts = frame["user_id"].map(frame["user_id"].value_counts())
-        frame = frame[user_counts >= preprocessing.min_user_items]
-        if not preprocessing.k_core or len(frame) == before:
-            return frame
+        before = int(keep.sum())
+        item_counts = np.bincount(items[keep], minlength=len(item_uniques))
+        keep &= item_counts[items] >= preprocessing.min_item_users
+        user_counts = np.bincount(users[keep], minlength=len(user_uniques))
+        keep &= user_counts[users] >= preprocessing.min_user_items
+        if not preprocessing.k_core or int(keep.sum()) == before:
+            return frame[keep]
 
 
-def _id_sort_key(value: str) -> tuple[int, int | str]:
-    """Sort numeric ids numerically and put them before textual ids."""
-    return (0, int(value)) if value.isdigit() else (1, value)
+def _id_sort_key(value: str) -> tuple[int, int, str]:
+    """Sort numeric ids numerically and put them before textual ids.
+
+    The id itself breaks ties, so that ids such as ``"7"`` and ``"007"`` get the same order
+    whatever the order of the rows.
+    """
+    if value.isascii() and value.isdigit():
+        return (0, int(value), value)
+    return (1, 0, value)
 
 
 def fingerprint(dataset: Dataset) -> str:

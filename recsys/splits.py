@@ -17,6 +17,7 @@ Two families exist:
 from __future__ import annotations
 
 import logging
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -126,8 +127,7 @@ def leave_one_out_split(dataset: Dataset, seed: int = 0) -> Split:
         ranks = _ranks_within_user(dataset, np.random.default_rng(seed).random(_n(dataset)))
     counts = _user_counts(dataset)
     roles = np.where((ranks == 0) & (counts >= 2), TEST, TRAIN).astype(np.int8)
-    settings = {"seed": seed, "by": "time" if dataset.has_timestamps else "random"}
-    return assemble(dataset, roles, "leave_one_out", settings)
+    return assemble(dataset, roles, "leave_one_out", {"seed": seed})
 
 
 def temporal_user_split(dataset: Dataset, fraction: float = 0.2) -> Split:
@@ -226,11 +226,14 @@ def add_validation(
     """Carve a validation set out of a weak-generalisation split's training interactions.
 
     A random ``users`` fraction of the training users with at least two training items have a
-    random ``fraction`` of those items (at least one) turned into validation targets. The test
-    targets are untouched. A split that already has validation users is returned as it is.
+    random ``fraction`` of those items (at least one, and never all) turned into validation
+    targets. The test targets are untouched. A split that already has validation users is
+    returned as it is.
     """
     if split.validation is not None:
         return split
+    _check_fraction(fraction, "split.validation.fraction")
+    _check_fraction(users, "split.validation.users")
     rng = np.random.default_rng(seed)
     roles = split.roles.copy()
     user_col = dataset.interactions["user_num"].to_numpy()
@@ -238,12 +241,17 @@ def add_validation(
     # Pick validation users among those with something left to train on.
     train_counts = np.bincount(user_col[roles == TRAIN], minlength=dataset.n_users)
     eligible = np.flatnonzero(train_counts >= 2)
+    if len(eligible) == 0:
+        raise DataError("no user has two training items; expected at least one to validate on",
+                        path=dataset.source, field="split.validation")
     chosen = np.zeros(dataset.n_users, dtype=bool)
     chosen[rng.choice(eligible, size=max(1, round(users * len(eligible))), replace=False)] = True
 
     keys = np.where(roles == TRAIN, rng.random(len(roles)), np.inf)
     ranks = _ranks_within_user(dataset, keys)
+    # At least one validation target, and at least one item left to train on.
     n_val = np.maximum(1, np.round(fraction * train_counts)).astype(np.int64)
+    n_val = np.minimum(n_val, train_counts - 1)
     roles[(roles == TRAIN) & chosen[user_col] & (ranks < n_val[user_col])] = VALIDATION
     settings = {**split.settings, "validation": {"fraction": fraction, "users": users,
                                                  "seed": seed}}
@@ -292,8 +300,10 @@ def assemble(
         target_users = np.unique(users[roles == role])
         if len(target_users) == 0:
             return None
+        # Test users are shown everything not held out for the test, validation items too.
+        shown = seen | (roles == VALIDATION) if role == TEST else seen
         fold_users = np.isin(users, target_users)
-        return Holdout(target_users, rows(seen & fold_users, target_users),
+        return Holdout(target_users, rows(shown & fold_users, target_users),
                        rows(roles == role, target_users))
 
     test = holdout(TEST)
@@ -381,7 +391,7 @@ def _ranks_within_user(dataset: Dataset, keys: np.ndarray) -> np.ndarray:
 
 
 def _check_fraction(value: float, name: str) -> None:
-    if not isinstance(value, int | float) or not 0.0 < float(value) < 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
         raise DataError(f"expected a fraction strictly between 0 and 1, got {value!r}",
                         field=name)
 
@@ -394,7 +404,7 @@ def _require_timestamps(dataset: Dataset, strategy: str) -> None:
 
 def _heldout_count(n_heldout: int | float, n_users: int) -> int:
     """Turn a count or a fraction of users into a count that leaves users to train on."""
-    if isinstance(n_heldout, float):
+    if isinstance(n_heldout, numbers.Real) and not isinstance(n_heldout, numbers.Integral):
         _check_fraction(n_heldout, "split.n_heldout")
         count = round(n_heldout * n_users)
     else:
@@ -406,10 +416,19 @@ def _heldout_count(n_heldout: int | float, n_users: int) -> int:
 
 
 def _parse_cut(cut: int | str) -> int:
-    if isinstance(cut, int):
-        return cut
-    try:
-        return int(pd.Timestamp(cut, tz="UTC").timestamp()) if not cut.isdigit() else int(cut)
-    except ValueError:
-        raise DataError(f"expected epoch seconds or an ISO date, got {cut!r}",
-                        field="split.cut") from None
+    """Epoch seconds from an integer, a string of digits or an ISO date (UTC if no offset)."""
+    if isinstance(cut, numbers.Integral) and not isinstance(cut, bool):
+        return int(cut)
+    moment = None
+    if isinstance(cut, str):
+        try:
+            return int(cut)
+        except ValueError:
+            pass
+        try:
+            moment = pd.to_datetime(cut, utc=True, format="ISO8601")
+        except (ValueError, OverflowError):
+            moment = None
+    if moment is None or pd.isna(moment):
+        raise DataError(f"expected epoch seconds or an ISO date, got {cut!r}", field="split.cut")
+    return int((moment - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
