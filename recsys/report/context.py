@@ -27,8 +27,8 @@ from recsys.checkpoint import (
 from recsys.errors import CheckpointError
 from recsys.pipeline import checkpoint_split, load_checkpoint_dataset
 from recsys.preprocess import Dataset
-from recsys.report.precompute import Artifacts
 from recsys.report.charts import enable_offline_charts
+from recsys.report.precompute import Artifacts
 from recsys.splits import Split
 
 log = logging.getLogger(__name__)
