@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def save_checkpoint(
     """
     root = Path(root)
     target = root / name
-    _check_name(name)
+    check_name(name)
     if target.exists():
         raise CheckpointError("checkpoint directory already exists; expected a new name "
                               "(pass --name)", path=target)
@@ -127,8 +128,8 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> Checkpoint:
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
-            first = str(error).splitlines()[0]
-            raise CheckpointError(f"weights do not fit the model in manifest.json ({first})",
+            detail = " ".join(str(error).split("\n", 1)[-1].split())[:200]
+            raise CheckpointError(f"weights do not fit the model in manifest.json ({detail})",
                                   path=weights) from None
         models[model_name] = model.to(device).eval()
     return Checkpoint(path, manifest, models)
@@ -154,12 +155,31 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise CheckpointError(f"expected the key {missing[0]!r}", path=file, field=missing[0])
+    _check_structure(manifest, file)
     version = manifest["manifest_version"]
     if version != MANIFEST_VERSION:
         raise CheckpointError(f"manifest version {version} is not supported; expected "
                               f"{MANIFEST_VERSION} (retrain with this version of recsys)",
                               path=file, field="manifest_version")
     return manifest
+
+
+def _check_structure(manifest: dict[str, Any], file: Path) -> None:
+    """The nested entries every reader relies on exist and have the right kind."""
+    models = manifest["models"]
+    if not isinstance(models, dict) or not models:
+        raise CheckpointError("expected a non-empty object of models", path=file, field="models")
+    for name, entry in models.items():
+        missing = [k for k in ("config", "file", "sha256") if k not in entry] if (
+            isinstance(entry, dict)) else ["config"]
+        if missing:
+            raise CheckpointError(f"expected the key {missing[0]!r}", path=file,
+                                  field=f"models.{name}")
+    if manifest["primary"] not in models:
+        raise CheckpointError(f"expected one of the models {', '.join(models)}, got "
+                              f"{manifest['primary']!r}", path=file, field="primary")
+    if not isinstance(manifest.get("baselines", {}), dict):
+        raise CheckpointError("expected an object", path=file, field="baselines")
 
 
 def find_checkpoint(root: str | Path = "checkpoints") -> Path:
@@ -260,7 +280,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
-def _check_name(name: str) -> None:
-    if not name or name.startswith(".") or "/" in name or name != name.strip():
-        raise CheckpointError(f"expected a plain directory name, got {name!r}",
-                              field="name")
+def check_name(name: str) -> None:
+    """A checkpoint name is one plain directory name."""
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise CheckpointError(f"expected a plain directory name (letters, digits, '_', '.', "
+                              f"'-'), got {name!r}", field="name")

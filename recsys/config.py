@@ -9,6 +9,7 @@ that names it, so a misspelt setting never silently does nothing.
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -78,16 +79,17 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
     Overrides use dotted keys (``train.epochs=5``, ``model.multvae.latent_dim=64``); their
     values are parsed as TOML values (``[600]``, ``true``, ``0.2``), or taken as strings.
+    Every value is checked here, before any work starts; an error names the file (or
+    ``--set``) and the dotted key.
     """
     config = copy.deepcopy(DEFAULTS)
-    source = "defaults"
+    origins: dict[str, str] = {}
     if path is not None:
-        source = str(path)
-        _merge(config, _read_toml(Path(path)), source, prefix="")
+        _merge(config, _read_toml(Path(path)), str(path), "", origins)
     for override in overrides or []:
         key, value = _parse_override(override)
-        _merge(config, _nest(key, value), "--set", prefix="")
-    _check(config, source)
+        _merge(config, _nest(key, value), "--set", "", origins)
+    _check(config, origins)
     return config
 
 
@@ -125,7 +127,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise RecsysError(f"not valid TOML ({error})", path=path) from None
 
 
-def _merge(base: dict[str, Any], update: dict[str, Any], source: str, prefix: str) -> None:
+def _merge(
+    base: dict[str, Any], update: dict[str, Any], source: str, prefix: str,
+    origins: dict[str, str],
+) -> None:
     """Merge ``update`` into ``base`` in place, refusing keys that ``base`` does not have."""
     for key, value in update.items():
         dotted = f"{prefix}{key}"
@@ -136,26 +141,35 @@ def _merge(base: dict[str, Any], update: dict[str, Any], source: str, prefix: st
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
                 raise RecsysError("expected a table of settings", path=source, field=dotted)
-            _merge(base[key], value, source, prefix=f"{dotted}.")
+            _merge(base[key], value, source, f"{dotted}.", origins)
         else:
             base[key] = _coerce(value, base[key], source, dotted)
+            origins[dotted] = source
 
 
 def _coerce(value: Any, default: Any, source: str, key: str) -> Any:
     """Check that a value has its default's type; ints are accepted where floats are."""
-    if isinstance(default, bool) or isinstance(value, bool):
+    if key == "split.cut":
+        ok = isinstance(value, int | str) and not isinstance(value, bool)
+    elif key == "split.n_heldout":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif isinstance(default, bool) or isinstance(value, bool):
         ok = isinstance(value, bool) and isinstance(default, bool)
     elif isinstance(default, float):
         ok = isinstance(value, int | float)
-        value = float(value) if ok and key != "split.n_heldout" else value
+        value = float(value) if ok else value
     else:
         ok = isinstance(value, type(default))
-    if key in ("split.cut", "split.n_heldout") and isinstance(value, int | float | str):
-        ok = True
     if not ok:
-        raise RecsysError(f"expected a {type(default).__name__}, got {value!r}", path=source,
-                          field=key)
+        expected = {"split.cut": "epoch seconds or an ISO date",
+                    "split.n_heldout": "a number"}.get(key, _type_name(default))
+        raise RecsysError(f"expected {expected}, got {value!r}", path=source, field=key)
     return value
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            list: "a list"}.get(type(value), type(value).__name__)
 
 
 def _parse_override(text: str) -> tuple[str, Any]:
@@ -179,17 +193,63 @@ def _nest(dotted: str, value: Any) -> dict[str, Any]:
     return nested
 
 
-def _check(config: dict[str, Any], source: str) -> None:
+# Range checks: (dotted key, test, what is expected).
+RANGES: tuple[tuple[str, Any, str], ...] = (
+    ("train.epochs", lambda v: v >= 1, "a positive integer"),
+    ("train.batch_size", lambda v: v >= 1, "a positive integer"),
+    ("train.eval_batch_size", lambda v: v >= 1, "a positive integer"),
+    ("train.patience", lambda v: v >= 1, "a positive integer"),
+    ("train.anneal_steps", lambda v: v >= 0, "a non-negative integer (0: every planned step)"),
+    ("train.threads", lambda v: v >= 0, "a non-negative integer (0: torch's default)"),
+    ("train.lr", lambda v: v > 0, "a positive number"),
+    ("train.weight_decay", lambda v: v >= 0, "a non-negative number"),
+    ("train.beta_cap", lambda v: v >= 0, "a non-negative number"),
+    ("train.device", lambda v: re.fullmatch(r"cpu|cuda(:\d+)?", v), "cpu, cuda or cuda:N"),
+    ("split.n_heldout", lambda v: v > 0 and (v < 1 or float(v).is_integer()),
+     "a count of users (1, 2, ...) or a fraction of all users between 0 and 1"),
+    ("baselines.ease_lambdas", lambda v: all(isinstance(x, int | float) and x > 0 for x in v),
+     "a list of positive numbers"),
+    ("name", lambda v: v == "" or re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", v),
+     "a plain directory name (letters, digits, '_', '.', '-')"),
+)
+
+
+def _check(config: dict[str, Any], origins: dict[str, str]) -> None:
     """Range checks that the types alone do not give."""
+    for key, test, expected in RANGES:
+        value = _lookup(config, key)
+        if not test(value):
+            raise RecsysError(f"expected {expected}, got {value!r}",
+                              path=origins.get(key, "defaults"), field=key)
+
     train = config["train"]
-    for key in ("epochs", "batch_size", "eval_batch_size"):
-        if train[key] < 1:
-            raise RecsysError(f"expected a positive integer, got {train[key]}", path=source,
-                              field=f"train.{key}")
-    unknown = [m for m in train["models"] if m not in config["model"]]
-    if unknown or not train["models"]:
-        raise RecsysError(f"expected a non-empty list from {', '.join(config['model'])}, got "
-                          f"{train['models']!r}", path=source, field="train.models")
-    if train["beta_cap"] < 0.0:
-        raise RecsysError(f"expected a non-negative number, got {train['beta_cap']}",
-                          path=source, field="train.beta_cap")
+    models = train["models"]
+    if (not models or len(set(models)) < len(models)
+            or any(m not in config["model"] for m in models)):
+        raise RecsysError(f"expected a non-empty list from {', '.join(config['model'])} "
+                          f"without repeats, got {models!r}",
+                          path=origins.get("train.models", "defaults"), field="train.models")
+    for kind in config["model"]:
+        _check_model(config["model"][kind], f"model.{kind}", origins)
+
+
+def _check_model(model: dict[str, Any], prefix: str, origins: dict[str, str]) -> None:
+    """Widths are positive integers and dropout is a probability below one."""
+    checks = (
+        ("hidden_dims", all(isinstance(d, int) and d >= 1 for d in model["hidden_dims"]),
+         "a list of positive integers"),
+        ("latent_dim", model["latent_dim"] >= 1, "a positive integer"),
+        ("dropout", 0.0 <= model["dropout"] < 1.0, "a probability in [0, 1)"),
+    )
+    for key, ok, expected in checks:
+        if not ok:
+            field = f"{prefix}.{key}"
+            raise RecsysError(f"expected {expected}, got {model[key]!r}",
+                              path=origins.get(field, "defaults"), field=field)
+
+
+def _lookup(config: dict[str, Any], dotted: str) -> Any:
+    node: Any = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node

@@ -40,13 +40,13 @@ def comparison_markdown(
         lines += ["", "No base checkpoint to compare with.", ""]
     else:
         lines += ["", f"Compared with `{base['name']}`: {_describe(base)}", ""]
-        if base["data"]["fingerprint"] != head["data"]["fingerprint"]:
+        if base["data"].get("fingerprint") != head["data"].get("fingerprint"):
             lines += ["**The data differ** (another fingerprint): changes mix model and data.", ""]
 
     header = "| model | metric | base | head | change |"
     lines += [header, "|---|---|---:|---:|---:|"]
-    head_metrics = _recorded(head)
-    base_metrics = _recorded(base) if base is not None else {}
+    head_metrics = recorded_test_metrics(head)
+    base_metrics = recorded_test_metrics(base) if base is not None else {}
     for model, values in head_metrics.items():
         for metric in (f"{name}@{k}" for name in ("ndcg", "recall") for k in ks):
             if metric not in values:
@@ -58,10 +58,10 @@ def comparison_markdown(
     return "\n".join(lines) + "\n"
 
 
-def _recorded(manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
-    recorded = {name: entry["test"] for name, entry in manifest["models"].items()}
-    recorded.update({name: entry["test"] for name, entry in manifest["baselines"].items()})
-    return recorded
+def recorded_test_metrics(manifest: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Test metrics as a manifest recorded them, models and baselines alike."""
+    entries = {**manifest["models"], **manifest.get("baselines", {})}
+    return {name: entry.get("test", {}) for name, entry in entries.items()}
 
 
 def _describe(manifest: dict[str, Any]) -> str:

@@ -99,7 +99,7 @@ def synthetic_ratings(
         (float32, half stars) and ``timestamp`` (int64 epoch seconds), sorted by user, then
         item. No (user, item) pair repeats.
     """
-    _check_shape(n_users, n_items, n_interactions, low_ratings)
+    check_shape(n_users, n_items, n_interactions, low_ratings)
     rng = np.random.default_rng(seed)
     table = alias_table(item_popularity(n_items, rng))
 
@@ -334,7 +334,9 @@ def _user_cap(n_items: int) -> int:
     return max(MIN_USER_ITEMS, n_items // 4)
 
 
-def _check_shape(n_users: int, n_items: int, n_interactions: int, low_ratings: float) -> None:
+def check_shape(
+    n_users: int, n_items: int, n_interactions: int, low_ratings: float = 1.0
+) -> None:
     """Refuse shapes the generator cannot fill, saying which argument is at fault."""
     for name, value in (("n_users", n_users), ("n_items", n_items),
                         ("n_interactions", n_interactions)):
