@@ -127,10 +127,11 @@ def fit_ease(train: sp.csr_matrix, lam: float = 500.0) -> Ease:
     Returns
     -------
     Ease
-        The fitted scorer. Memory grows as items squared: about four float64 items x items
-        matrices exist at once during the fit.
+        The fitted scorer. Memory grows as items squared: at most one float64 and one float32
+        items x items matrix exist at once (12 bytes per item pair).
     """
-    return Ease(_ease_weights(_gram(_check_train(train)), _check_lambda(lam)), float(lam))
+    lam = _check_lambda(lam)
+    return Ease(_ease_weights(_gram(_check_train(train)), lam, overwrite=True), lam)
 
 
 def select_ease_lambda(
@@ -169,8 +170,16 @@ def select_ease_lambda(
         raise DataError("expected at least one lambda to try, got an empty grid", field="grid")
     lambdas = [_check_lambda(lam) for lam in grid]
 
-    # The Gram matrix does not depend on lambda, so it is built once.
-    gram = _gram(matrix)
+    # One lambda needs no spare Gram matrix: factorise the only one in place.
+    if len(lambdas) == 1:
+        model = fit_ease(matrix, lambdas[0])
+        score = evaluate(model, validation, ks=(k,), batch_size=batch_size).mean("ndcg", k)
+        log.info("EASE lambda %g: validation NDCG@%d %.4f", model.lam, k, score)
+        return EaseSelection(model.lam, {model.lam: score}, k, model)
+
+    # The Gram matrix does not depend on lambda, so it is built once; its entries are counts,
+    # exact in float32 up to 2^24 users.
+    gram = _gram(matrix).astype(np.float32, order="F")
     scores: dict[float, float] = {}
 
     def fit_and_score(lam: float) -> Ease:
@@ -184,37 +193,57 @@ def select_ease_lambda(
     return EaseSelection(best.lam, scores, k, best)
 
 
-def _gram(matrix: sp.csr_matrix) -> np.ndarray:
-    """items x items float64 co-occurrence counts ``X^T X`` (exact: they are integers)."""
+def _gram(matrix: sp.csr_matrix, block: int = 1024) -> np.ndarray:
+    """items x items float64 co-occurrence counts ``X^T X`` (exact: they are integers).
+
+    The result is Fortran-ordered, as LAPACK wants it, and is built a block of columns at a
+    time so that no sparse product larger than items x ``block`` exists.
+    """
     started = time.perf_counter()
-    gram = (matrix.T @ matrix).toarray()
-    log.debug("Gram matrix of %d items in %.2f s", gram.shape[0], time.perf_counter() - started)
+    n_items = matrix.shape[1]
+    item_users, user_items = matrix.T.tocsr(), matrix.tocsc()
+    gram = np.empty((n_items, n_items), order="F")
+    for start in range(0, n_items, block):
+        columns = slice(start, min(start + block, n_items))
+        gram[:, columns] = (item_users @ user_items[:, columns]).toarray()
+    log.debug("Gram matrix of %d items in %.2f s", n_items, time.perf_counter() - started)
     return gram
 
 
-def _ease_weights(gram: np.ndarray, lam: float) -> np.ndarray:
+def _ease_weights(gram: np.ndarray, lam: float, overwrite: bool = False) -> np.ndarray:
     """items x items float32 EASE weights from the Gram matrix and a penalty.
 
     The inverse is taken in float64: with a small penalty the regularised Gram matrix can be
-    ill-conditioned, and float32 would lose the weights of rare items.
+    ill-conditioned, and float32 would lose the weights of rare items. With ``overwrite`` a
+    float64 Fortran-ordered ``gram`` is factorised in place; otherwise it is copied once.
     """
     started = time.perf_counter()
-    regularised = gram.copy()
+    in_place = overwrite and gram.dtype == np.float64 and gram.flags.f_contiguous
+    regularised = gram if in_place else np.array(gram, dtype=np.float64, order="F")
     regularised[np.diag_indices_from(regularised)] += lam
     precision = _positive_definite_inverse(regularised)
 
     # Column j is divided by -P[j, j]; the diagonal is then zero by the constraint.
-    weights = precision / -np.diag(precision)
+    weights = _scaled_columns(precision, -1.0 / np.diag(precision))
     np.fill_diagonal(weights, 0.0)
     log.debug("EASE weights (lambda %g) in %.2f s", lam, time.perf_counter() - started)
-    return weights.astype(np.float32)
+    return weights
 
 
-def _positive_definite_inverse(matrix: np.ndarray) -> np.ndarray:
+def _scaled_columns(matrix: np.ndarray, scale: np.ndarray, block: int = 1024) -> np.ndarray:
+    """float32 C-ordered ``matrix * scale`` (scale per column), a block of rows at a time."""
+    result = np.empty(matrix.shape, dtype=np.float32)
+    for start in range(0, matrix.shape[0], block):
+        rows = slice(start, start + block)
+        np.multiply(matrix[rows], scale, out=result[rows], casting="same_kind")
+    return result
+
+
+def _positive_definite_inverse(matrix: np.ndarray, block: int = 1024) -> np.ndarray:
     """Inverse of a symmetric positive definite matrix through its Cholesky factor.
 
-    LAPACK's potrf/potri do about half the work of a general inverse. ``matrix`` is
-    overwritten.
+    LAPACK's potrf/potri do about half the work of a general inverse. ``matrix`` (float64,
+    Fortran-ordered) is overwritten by the inverse, which is returned.
     """
     factor, info = lapack.dpotrf(matrix, lower=True, overwrite_a=True)
     if info == 0:
@@ -223,10 +252,13 @@ def _positive_definite_inverse(matrix: np.ndarray) -> np.ndarray:
         raise DataError(f"expected a positive definite regularised Gram matrix, got LAPACK "
                         f"error {info}; try a larger lambda", field="lam")
 
-    # potri fills the lower triangle only; mirror it into the upper one.
-    lower = np.tril(inverse)
-    lower += np.tril(lower, -1).T
-    return lower
+    # potri fills the lower triangle only; mirror it into the upper one, a block at a time.
+    for start in range(0, inverse.shape[0], block):
+        stop = min(start + block, inverse.shape[0])
+        inverse[:start, start:stop] = inverse[start:stop, :start].T
+        square = inverse[start:stop, start:stop]
+        square[:] = np.tril(square) + np.tril(square, -1).T
+    return inverse
 
 
 def _check_train(train: sp.csr_matrix) -> sp.csr_matrix:

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="markdown comparing a checkpoint's test metrics with a base checkpoint's")
     summary.add_argument("--head", type=Path, default=Path("checkpoints"),
                          help="checkpoint directory, or a folder of them (newest is taken)")
-    summary.add_argument("--base", type=Path,
+    summary.add_argument("--base", type=Path, default=None,
                          help="the checkpoint to compare with (directory or folder); "
                               "omitted or empty: no comparison")
     summary.add_argument("--out", type=Path, help="write here instead of standard output")
@@ -110,14 +110,18 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from recsys.checkpoint import find_checkpoint, load_checkpoint
     from recsys.pipeline import evaluate_checkpoint
-    from recsys.summary import metrics_table
+    from recsys.summary import metrics_table, recorded_test_metrics
 
+    ks = _parse_ks(args.ks)
     path = args.checkpoint or find_checkpoint(args.root)
+    log.info("evaluating %s", path)
     checkpoint = load_checkpoint(path)
+    available = checkpoint.manifest.get("metrics_ks", [])
+    if any(k not in available for k in ks):
+        raise RecsysError(f"expected cut-offs among {available}, got {ks}", field="--ks")
     results = evaluate_checkpoint(checkpoint)
-    ks = [int(k) for k in args.ks.split(",")]
     print(metrics_table(checkpoint.manifest, results, ks))
-    recorded = recorded_metrics(checkpoint.manifest)
+    recorded = recorded_test_metrics(checkpoint.manifest)
     drift = [
         f"{model} {metric}: recorded {recorded[model][metric]:.4f}, now {value:.4f}"
         for model, values in results.items() for metric, value in values.items()
@@ -129,10 +133,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from recsys.synth import write_synthetic
+    from recsys.synth import check_shape, write_synthetic
 
+    if args.out.exists() and not args.out.is_dir():
+        raise RecsysError("is a file; expected a directory to create", path=args.out)
     if (args.out / "ratings.csv").exists():
         raise RecsysError("already holds ratings.csv; expected a new directory", path=args.out)
+
+    # Check the shape before creating anything, so a refusal leaves no empty directory.
+    try:
+        check_shape(args.users, args.items, args.interactions)
+    except RecsysError as error:
+        raise RecsysError(str(error).replace("n_", "--", 1)) from None
     path = write_synthetic(args.out, args.users, args.items, args.interactions, seed=args.seed)
     print(path)
     return 0
@@ -143,8 +155,13 @@ def _summary(args: argparse.Namespace) -> int:
     from recsys.summary import comparison_markdown
 
     head = _manifest_at(args.head)
-    base = _manifest_at(args.base) if args.base is not None else None
+    base = _manifest_at(args.base) if args.base not in (None, Path("")) else None
     text = comparison_markdown(base, head)
+    if args.out is not None and not args.out.parent.is_dir():
+        raise RecsysError("the folder does not exist; expected an existing folder",
+                          path=args.out.parent, field="--out")
+    if args.out is not None and args.out.is_dir():
+        raise RecsysError("is a directory; expected a file name", path=args.out, field="--out")
     if args.out is None:
         print(text, end="")
     else:
@@ -161,11 +178,13 @@ def _manifest_at(path: Path) -> dict | None:
     return read_manifest(find_checkpoint(path))
 
 
-def recorded_metrics(manifest: dict) -> dict[str, dict[str, float]]:
-    """Test metrics as the manifest recorded them, models and baselines alike."""
-    recorded = {name: entry["test"] for name, entry in manifest["models"].items()}
-    recorded.update({name: entry["test"] for name, entry in manifest["baselines"].items()})
-    return recorded
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(k) for k in text.split(",")]
+    except ValueError:
+        raise RecsysError(f"expected comma-separated integers, got {text!r}",
+                          field="--ks") from None
+    return ks
 
 
 def _check_device(device: str) -> None:

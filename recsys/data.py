@@ -328,10 +328,10 @@ def parse_timestamps(column: pd.Series, path: Path, name: str) -> pd.Series:
     dates = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
     is_date = dates.notna().to_numpy()
     if is_date.all():
-        # Whole seconds whatever the resolution pandas parsed to (ns in pandas 2, us in 3).
-        epoch = pd.Timestamp(0, tz="UTC")
-        return pd.Series((dates - epoch) // pd.Timedelta(seconds=1), index=column.index,
-                         dtype="int64")
+        # Whole seconds whatever the resolution pandas parsed to (ns in pandas 2, us in 3);
+        # converting the unit, not subtracting an epoch, cannot overflow for far dates.
+        seconds = dates.dt.floor("s").dt.as_unit("s").astype("int64")
+        return pd.Series(seconds.to_numpy(), index=column.index, dtype="int64")
 
     # Point at a value that is neither; failing that, at a number among dates.
     neither = ~is_number & ~is_date
@@ -357,11 +357,26 @@ def collapse_duplicates(frame: pd.DataFrame) -> pd.DataFrame:
         order = np.argsort(frame["timestamp"].to_numpy(), kind="stable")
     else:
         order = np.arange(before)
-    superseded = pd.Series(pairs[order]).duplicated(keep="last").to_numpy()
+    superseded = _superseded(pairs[order])
     if superseded.any():
         log.info("collapsed %d duplicated (user, item) rows", int(superseded.sum()))
         frame = frame.iloc[np.sort(order[~superseded])]
     return frame.sort_index(kind="stable").reset_index(drop=True)
+
+
+def _superseded(keys: np.ndarray) -> np.ndarray:
+    """True where the same key occurs again later in ``keys`` (all but each key's last).
+
+    A stable sort groups equal keys in their original order, so each group ends with the
+    key's last occurrence; this is much faster than hashing at tens of millions of rows.
+    """
+    order = np.argsort(keys, kind="stable")
+    grouped = keys[order]
+    superseded = np.empty(len(keys), dtype=bool)
+    superseded[order[:-1]] = grouped[:-1] == grouped[1:]
+    if len(keys):
+        superseded[order[-1]] = False
+    return superseded
 
 
 def read_titles(directory: str | Path) -> tuple[dict[str, str], str | None]:

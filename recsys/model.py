@@ -89,7 +89,51 @@ class SparseLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (batch, in) sparse CSR -> (batch, out) dense
-        return torch.sparse.mm(x, self.weight) + self.bias
+        return _SparseDenseProduct.apply(x, self.weight) + self.bias
+
+
+class _SparseDenseProduct(torch.autograd.Function):
+    """``x @ weight`` for a sparse CSR ``x`` (batch x in) that needs no gradient.
+
+    Autograd's own backward for a sparse-dense product transposes ``x`` in torch; on the CPU
+    the weight gradient ``x^T @ grad`` (in x out) comes from SciPy instead, whose CSR
+    transpose is one cheap counting pass. Other devices keep autograd's backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.sparse.mm(x, weight)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor | None]:
+        x, weight = ctx.saved_tensors
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        if grad.device.type != "cpu":
+            return None, _autograd_weight_grad(x, weight, grad)
+
+        # grad: (batch, out); x^T is (in, batch), so the product is (in, out).
+        transposed = _scipy_csr(x).T.tocsr()
+        product = torch.from_numpy(transposed @ grad.detach().numpy())
+        return None, product.to(weight.dtype)
+
+
+def _autograd_weight_grad(x: torch.Tensor, weight: torch.Tensor,
+                          grad: torch.Tensor) -> torch.Tensor:
+    """Autograd's own gradient of ``x @ weight`` with respect to ``weight`` (in x out)."""
+    with torch.enable_grad():
+        leaf = weight.detach().requires_grad_(True)
+        (weight_grad,) = torch.autograd.grad(torch.sparse.mm(x, leaf), leaf, grad)
+    return weight_grad
+
+
+def _scipy_csr(x: torch.Tensor) -> sp.csr_matrix:
+    """A SciPy view of a CPU sparse CSR tensor, sharing its index and value arrays."""
+    return sp.csr_matrix(
+        (x.values().numpy(), x.col_indices().numpy(), x.crow_indices().numpy()),
+        shape=tuple(x.shape),
+    )
 
 
 @dataclass

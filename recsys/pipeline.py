@@ -19,13 +19,19 @@ import scipy.sparse as sp
 import torch
 
 from recsys import baselines
-from recsys.checkpoint import Checkpoint, library_versions, now_iso, save_checkpoint
+from recsys.checkpoint import (
+    Checkpoint,
+    check_name,
+    library_versions,
+    now_iso,
+    save_checkpoint,
+)
 from recsys.config import read_options, split_settings
 from recsys.errors import CheckpointError
 from recsys.metrics import mean_over_users
 from recsys.model import ModelConfig, MultVAE, to_sparse_tensor
 from recsys.preprocess import Dataset, Preprocessing, load_dataset
-from recsys.recommend import evaluate
+from recsys.recommend import evaluate, fresh_scores
 from recsys.splits import Holdout, Split, add_validation, make_split
 from recsys.train import TrainSettings, build_model, train_model
 
@@ -58,7 +64,8 @@ def model_scorer(model: MultVAE, device: str = "cpu") -> Scorer:
         model.eval()
         return model(to_sparse_tensor(batch, device)).logits
 
-    return score
+    # Each call's logits are a new tensor, so ranking may mask them in place.
+    return fresh_scores(score)
 
 
 def score_holdout(
@@ -85,9 +92,7 @@ def train_from_config(
     train = config["train"]
     stamp = time.strftime("%Y%m%d-%H%M%S")
     name = name or config["name"] or f"{Path(config['data']['path']).name}-{stamp}"
-    if (Path(root) / name).exists():
-        raise CheckpointError("checkpoint directory already exists; expected a new name "
-                              "(pass --name)", path=Path(root) / name)
+    check_destination(Path(root), name)
     if train["threads"]:
         torch.set_num_threads(train["threads"])
 
@@ -132,6 +137,16 @@ def train_from_config(
     return save_checkpoint(root, name, models, manifest)
 
 
+def check_destination(root: Path, name: str) -> None:
+    """Refuse a checkpoint destination before any work is done rather than after it."""
+    check_name(name)
+    if root.exists() and not root.is_dir():
+        raise CheckpointError("expected a directory for checkpoints, found a file", path=root)
+    if (root / name).exists():
+        raise CheckpointError("checkpoint directory already exists; expected a new name "
+                              "(pass --name)", path=root / name)
+
+
 def fit_baselines(split: Split, config: dict[str, Any]) -> dict[str, Any]:
     """Popularity and EASE (lambda chosen on validation NDCG@100), scored on the test users."""
     popularity = baselines.fit_popularity(split.train)
@@ -139,7 +154,8 @@ def fit_baselines(split: Split, config: dict[str, Any]) -> dict[str, Any]:
 
     lambdas = config["baselines"]["ease_lambdas"]
     if lambdas:
-        selection = baselines.select_ease_lambda(split.train, split.validation, lambdas)
+        k = min(100, split.n_items)
+        selection = baselines.select_ease_lambda(split.train, split.validation, lambdas, k=k)
         entries["ease"] = {"lambda": selection.lam,
                            "validation_grid": {f"{lam:g}": v for lam, v in selection.ndcg.items()},
                            "test": score_holdout(selection.model, split.test)}

@@ -159,7 +159,9 @@ def build_dataset(
         raise DataError(f"no rating is above the threshold {preprocessing.threshold}; "
                         "expected at least one positive interaction", path=source, field="rating")
 
-    positive = filter_counts(positive, preprocessing)
+    codes = _IdCodes.of(positive)
+    keep = _kept_rows(codes, preprocessing)
+    positive = positive[keep]
     if positive.empty:
         raise DataError(
             "no interactions left after filtering; expected users with at least "
@@ -169,10 +171,8 @@ def build_dataset(
         )
 
     # Number users and items in sorted id order, so nums do not depend on row order.
-    user_ids = np.array(sorted(positive["user_id"].unique(), key=_id_sort_key), dtype=object)
-    item_ids = np.array(sorted(positive["item_id"].unique(), key=_id_sort_key), dtype=object)
-    user_nums = pd.Index(user_ids).get_indexer(positive["user_id"])
-    item_nums = pd.Index(item_ids).get_indexer(positive["item_id"])
+    user_ids, user_nums = _sorted_nums(codes.users[keep], codes.user_uniques)
+    item_ids, item_nums = _sorted_nums(codes.items[keep], codes.item_uniques)
 
     interactions = pd.DataFrame({"user_num": user_nums.astype(np.int64),
                                  "item_num": item_nums.astype(np.int64)})
@@ -203,18 +203,51 @@ def filter_counts(frame: pd.DataFrame, preprocessing: Preprocessing) -> pd.DataF
     One pass drops items with fewer than ``min_item_users`` users, then users with fewer than
     ``min_user_items`` of the remaining items.
     """
-    # Count on integer codes: ids are hashed once, not once per pass.
-    users, user_uniques = pd.factorize(frame["user_id"], use_na_sentinel=False)
-    items, item_uniques = pd.factorize(frame["item_id"], use_na_sentinel=False)
-    keep = np.ones(len(frame), dtype=bool)
+    return frame[_kept_rows(_IdCodes.of(frame), preprocessing)]
+
+
+@dataclass(frozen=True)
+class _IdCodes:
+    """Integer codes of a tidy table's user and item ids, in order of first appearance."""
+
+    users: np.ndarray
+    user_uniques: np.ndarray
+    items: np.ndarray
+    item_uniques: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame) -> _IdCodes:
+        # Ids are hashed once here; every later step works on the integer codes.
+        users, user_uniques = pd.factorize(frame["user_id"], use_na_sentinel=False)
+        items, item_uniques = pd.factorize(frame["item_id"], use_na_sentinel=False)
+        return cls(users, np.asarray(user_uniques, dtype=object), items,
+                   np.asarray(item_uniques, dtype=object))
+
+
+def _kept_rows(codes: _IdCodes, preprocessing: Preprocessing) -> np.ndarray:
+    """Boolean mask of the rows that :func:`filter_counts` keeps."""
+    users, items = codes.users, codes.items
+    keep = np.ones(len(users), dtype=bool)
     while True:
         before = int(keep.sum())
-        item_counts = np.bincount(items[keep], minlength=len(item_uniques))
+        item_counts = np.bincount(items[keep], minlength=len(codes.item_uniques))
         keep &= item_counts[items] >= preprocessing.min_item_users
-        user_counts = np.bincount(users[keep], minlength=len(user_uniques))
+        user_counts = np.bincount(users[keep], minlength=len(codes.user_uniques))
         keep &= user_counts[users] >= preprocessing.min_user_items
         if not preprocessing.k_core or int(keep.sum()) == before:
-            return frame[keep]
+            return keep
+
+
+def _sorted_nums(codes: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ids that occur in ``codes``, in :func:`_id_sort_key` order, and each row's num."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(uniques)))
+    order = sorted(range(len(present)), key=lambda i: _id_sort_key(uniques[present[i]]))
+    ids = uniques[present[order]]
+
+    # num_of_code[c] is the position of code c's id in the sorted ids.
+    num_of_code = np.full(len(uniques), -1, dtype=np.int64)
+    num_of_code[present[order]] = np.arange(len(order))
+    return np.asarray(ids, dtype=object), num_of_code[codes]
 
 
 def _id_sort_key(value: str) -> tuple[int, int, str]:

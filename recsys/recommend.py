@@ -6,6 +6,10 @@ Models and baselines are scorers, so one :func:`top_k` and one :func:`evaluate` 
 
 Ties are broken deterministically: among items with equal scores the lower item column ranks
 first, on every device and for every batch size.
+
+Scores are copied before seen items are masked, so a scorer may return a view of its own
+state. A scorer that returns a new float32 tensor on every call can say so with an attribute
+``fresh_scores = True`` (see :func:`fresh_scores`); its scores are then masked in place.
 """
 
 from __future__ import annotations
@@ -32,6 +36,16 @@ DEFAULT_KS: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
 
 # Rank keys pack a 32-bit score key above a 32-bit column key in one int64.
 _COLUMN_BITS = 32
+
+# Extra float candidates per row before the exact (score, column) ordering; a row falls back
+# to ranking all its items only when its k-th score ties the smallest candidate.
+_CANDIDATE_MARGIN = 16
+
+
+def fresh_scores(scorer: Scorer) -> Scorer:
+    """Mark ``scorer`` as returning new scores on every call, which may be changed in place."""
+    scorer.fresh_scores = True  # type: ignore[attr-defined]
+    return scorer
 
 
 def score_batches(
@@ -61,10 +75,11 @@ def score_batches(
     """
     fold_in = _check_fold_in(fold_in)
     _check_positive(batch_size, "batch_size")
+    owned = getattr(scorer, "fresh_scores", False) is True
     for start in range(0, fold_in.shape[0], batch_size):
         rows = slice(start, min(start + batch_size, fold_in.shape[0]))
         batch = fold_in[rows]
-        scores = _score_tensor(scorer(batch), batch.shape)
+        scores = _score_tensor(scorer(batch), batch.shape, owned)
         if exclude_seen:
             _mask_seen(scores, batch)
         yield rows, scores
@@ -213,13 +228,20 @@ def evaluate(
     )
 
 
-def _rank_keys(scores: torch.Tensor) -> torch.Tensor:
-    """Distinct int64 keys that order a batch x items score matrix for ranking.
+def _rank_keys(scores: torch.Tensor, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """Distinct int64 keys that order scores for ranking.
 
     Sorting keys in descending order puts higher scores first and, among equal scores, lower
     item columns first. The key packs an order-preserving integer image of the float32 score
     into the high 32 bits and the reversed column into the low 32 bits, so one ``topk`` over
     the keys is exact and deterministic.
+
+    Parameters
+    ----------
+    scores
+        batch x n scores.
+    columns
+        batch x n item columns of ``scores``; default: the columns 0..n-1 of every row.
     """
     # Adding zero turns -0.0 into +0.0, so the two zeros tie as they compare equal.
     bits = (scores.to(torch.float32) + 0.0).view(torch.int32)
@@ -228,26 +250,65 @@ def _rank_keys(scores: torch.Tensor) -> torch.Tensor:
     # (an arithmetic shift by 31 gives all ones for negatives and zero otherwise).
     bits ^= (bits >> 31) & 0x7FFFFFFF
 
-    # batch x items: score key in the high half, reversed column in the low half.
+    # batch x n: score key in the high half, reversed column in the low half.
     keys = bits.to(torch.int64)
     keys <<= _COLUMN_BITS
-    reversed_columns = (1 << _COLUMN_BITS) - 1 - torch.arange(
-        scores.shape[-1], device=scores.device, dtype=torch.int64)
-    return keys.add_(reversed_columns)
+    if columns is None:
+        columns = torch.arange(scores.shape[-1], device=scores.device, dtype=torch.int64)
+    return keys.add_((1 << _COLUMN_BITS) - 1 - columns)
 
 
 def top_columns(scores: torch.Tensor, k: int) -> np.ndarray:
-    """batch x k best columns of a batch x items score tensor, best first."""
+    """batch x k best columns of a batch x items score tensor, best first.
+
+    Equal scores rank the lower column first. A float ``topk`` picks ``k`` plus a margin of
+    candidates per row; the exact (score, column) order is taken among them, and a row whose
+    k-th score ties its smallest candidate is ranked over all its items instead.
+    """
+    n_candidates = k + _CANDIDATE_MARGIN
+    if n_candidates >= scores.shape[1]:
+        _check_no_nan(scores)
+        return _exact_top_columns(scores, k).cpu().numpy()
+
+    # topk ranks NaN above every number, so a row with a NaN has one among its candidates.
+    values, candidates = torch.topk(scores, n_candidates, dim=1, sorted=False)
+    _check_no_nan(values)
+
+    # batch x k: the exact order among the candidates.
+    order = torch.topk(_rank_keys(values, candidates), k, dim=1, sorted=True).indices
+    best = torch.gather(candidates, 1, order)
+
+    # Items left out score at most the smallest candidate; a k-th score above it is safe.
+    kth = torch.gather(values, 1, order[:, -1:]).squeeze(1)
+    unsure = torch.nonzero(kth <= values.min(dim=1).values).squeeze(1)
+    if len(unsure):
+        best[unsure] = _exact_top_columns(scores[unsure], k)
+    return best.cpu().numpy().astype(np.int64, copy=False)
+
+
+def _exact_top_columns(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """batch x k int64 best columns from keys over every item (no candidate shortcut)."""
+    return torch.topk(_rank_keys(scores), k, dim=1, sorted=True).indices
+
+
+def _check_no_nan(scores: torch.Tensor) -> None:
     if torch.isnan(scores).any():
         raise DataError("expected scores without NaN, got NaN from the scorer", field="scores")
-    columns = torch.topk(_rank_keys(scores), k, dim=1, sorted=True).indices
-    return columns.cpu().numpy().astype(np.int64, copy=False)
 
 
-def _score_tensor(scores: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """A float32 copy of a scorer's output, checked to be batch x items."""
+def _score_tensor(
+    scores: np.ndarray | torch.Tensor, shape: tuple[int, int], owned: bool = False
+) -> torch.Tensor:
+    """A float32 tensor of a scorer's output, checked to be batch x items.
+
+    The output is copied unless ``owned`` says the scorer made it for this call alone and it
+    is already a contiguous float32 tensor.
+    """
     if isinstance(scores, torch.Tensor):
-        tensor = scores.detach().to(dtype=torch.float32, copy=True)
+        tensor = scores.detach()
+        reusable = owned and tensor.dtype == torch.float32 and tensor.is_contiguous()
+        if not reusable:
+            tensor = tensor.to(dtype=torch.float32, copy=True)
     else:
         tensor = torch.tensor(np.asarray(scores, dtype=np.float32))
     if tuple(tensor.shape) != tuple(shape):
@@ -257,11 +318,13 @@ def _score_tensor(scores: np.ndarray | torch.Tensor, shape: tuple[int, int]) -> 
 
 
 def _mask_seen(scores: torch.Tensor, batch: sp.csr_matrix) -> None:
-    """Set the scores of the batch's nonzero entries to -inf, in place."""
-    rows, cols = batch.nonzero()
-    index = (torch.as_tensor(rows, device=scores.device),
-             torch.as_tensor(cols, device=scores.device))
-    scores[index] = float("-inf")
+    """Set the scores of the batch's nonzero entries to -inf, in place.
+
+    ``scores`` is contiguous, so entry (u, i) sits at flat position ``u * items + i``.
+    """
+    rows = np.repeat(np.arange(batch.shape[0], dtype=np.int64), np.diff(batch.indptr))
+    flat = torch.from_numpy(rows * batch.shape[1] + batch.indices).to(scores.device)
+    scores.view(-1).index_fill_(0, flat, float("-inf"))
 
 
 def _warn_if_short(fold_in: sp.csr_matrix, k: int) -> None:

@@ -103,8 +103,9 @@ def train_model(
     """
     generator = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
+    # The fused step updates each weight matrix in one pass instead of a dozen.
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.lr,
-                                 weight_decay=settings.weight_decay)
+                                 weight_decay=settings.weight_decay, fused=True)
     n_batches = -(-user_items.shape[0] // settings.batch_size)
     anneal_steps = settings.anneal_steps or settings.epochs * n_batches
 

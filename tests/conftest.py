@@ -1,4 +1,5 @@
-"""Shared fixtures: small MovieLens-style data sets the tests write themselves."""
+"""Shared fixtures: small MovieLens-style data sets the tests write themselves, and one small
+checkpoint trained on the shipped data once per session."""
 
 from __future__ import annotations
 
@@ -72,3 +73,24 @@ ease_lambdas = [1.0, 10.0]
 """
     )
     return config
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint trained for one epoch on the shipped data: a small Multi-VAE, no EASE.
+
+    Trained once per test session; tests that change it must copy it first.
+    """
+    from recsys.config import load_config
+    from recsys.pipeline import train_from_config
+
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config(repo / "configs" / "ml-latest-small.toml", [
+        f'data.path="{repo / "data" / "ml-latest-small"}"', 'train.models=["multvae"]',
+        "train.epochs=1", "model.multvae.hidden_dims=[32]", "model.multvae.latent_dim=8",
+        "baselines.ease_lambdas=[]",
+    ])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("RECSYS_CHECKPOINT", raising=False)
+        return train_from_config(config, tmp_path_factory.mktemp("trained"), "tiny",
+                                 progress=False)

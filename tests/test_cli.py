@@ -102,7 +102,16 @@ def test_a_weak_split_trains_with_carved_validation(tmp_path: Path, tiny_config:
     (["train.epoch=3"], "train.epoch"),
     (['split.strategy="random"', "split.fraction=1.5"], "split.fraction"),
     (['split.strategy="random"', "split.fraction=0"], "split.fraction"),
-    (['model.multvae.dropout=1.0'], "model.dropout"),
+    (['model.multvae.dropout=1.0'], "model.multvae.dropout"),
+    (['model.multvae.hidden_dims=["a"]'], "model.multvae.hidden_dims"),
+    (['split.n_heldout="abc"'], "split.n_heldout"),
+    (["train.lr=-1"], "train.lr"),
+    (["train.threads=-1"], "train.threads"),
+    (["train.patience=0"], "train.patience"),
+    (['train.device="cpux"'], "train.device"),
+    (['name="a/b"'], "name"),
+    (['name=".."'], "name"),
+    (["baselines.ease_lambdas=[-1.0]"], "baselines.ease_lambdas"),
     (['train.models=["multvae", "ease"]'], "train.models"),
 ])
 def test_bad_settings_give_one_line(tmp_path: Path, tiny_config: Path, capsys,
@@ -114,6 +123,38 @@ def test_bad_settings_give_one_line(tmp_path: Path, tiny_config: Path, capsys,
     assert len(err.strip().splitlines()) == 1
     assert field in err and "expected" in err
     assert not (tmp_path / "c").exists() or list((tmp_path / "c").iterdir()) == []
+
+
+def test_a_file_as_checkpoint_root_is_refused_before_training(
+    tmp_path: Path, tiny_config: Path, monkeypatch, capsys
+) -> None:
+    def never(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(pipeline, "train_model", never)
+    root = tmp_path / "a-file"
+    root.write_text("x")
+    code, _, err = run(capsys, "train", "--config", str(tiny_config), "--root", str(root))
+    assert code == 2 and "expected a directory" in err
+    assert root.read_text() == "x"
+
+
+def test_evaluate_refuses_unknown_cut_offs_before_evaluating(trained: Path, capsys) -> None:
+    code, _, err = run(capsys, "evaluate", str(trained), "--ks", "7")
+    assert code == 2 and "--ks" in err and "[1, 5, 10, 20, 50, 100]" in err
+    code, _, err = run(capsys, "evaluate", str(trained), "--ks", "ten")
+    assert code == 2 and "comma-separated integers" in err
+
+
+def test_summary_without_a_base_and_into_a_file(trained: Path, tmp_path: Path, capsys) -> None:
+    code, out, _ = run(capsys, "report", "summary", "--head", str(trained), "--base", "")
+    assert code == 0 and "No base checkpoint" in out
+    code, _, _ = run(capsys, "report", "summary", "--head", str(trained), "--base",
+                     str(trained), "--out", str(tmp_path / "summary.md"))
+    assert code == 0 and "+0.0000" in (tmp_path / "summary.md").read_text()
+    code, _, err = run(capsys, "report", "summary", "--head", str(trained), "--out",
+                       str(tmp_path / "missing" / "s.md"))
+    assert code == 2 and "does not exist" in err
 
 
 def test_missing_data_names_the_file(tmp_path: Path, capsys) -> None:
@@ -141,3 +182,8 @@ def test_synth_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
     assert code == 2 and "already holds ratings.csv" in err
     assert (out / "ratings.csv").read_bytes() == before
     assert "SYNTHETIC" in (out / "README.txt").read_text()
+
+    # An impossible shape is refused before the directory is made.
+    code, _, err = run(capsys, "data", "synth", "--out", str(tmp_path / "bad"), "--items", "5")
+    assert code == 2 and "--items" in err
+    assert not (tmp_path / "bad").exists()

@@ -14,6 +14,7 @@ from recsys.data import (
     _Layout,
     _read_tidy,
     _ReplacingReader,
+    _superseded,
     collapse_duplicates,
     guess_format,
     read_interactions,
@@ -496,3 +497,10 @@ def test_stream_rewrite_leaves_no_partial_separator_between_reads():
         reader = _ReplacingReader(handle, b"::", b"|", hint=64)
         chunks = iter(lambda: reader.read(7), b"")
         assert b"".join(chunks) == text.replace(b"::", b"|")
+
+
+@pytest.mark.parametrize("n_rows", [0, 1, 2, 500])
+def test_superseded_marks_all_but_the_last_of_each_key(n_rows: int) -> None:
+    keys = np.random.default_rng(n_rows).integers(0, 40, n_rows)
+    expected = pd.Series(keys).duplicated(keep="last").to_numpy()
+    np.testing.assert_array_equal(_superseded(keys), expected)

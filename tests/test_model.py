@@ -11,7 +11,9 @@ from recsys.errors import RecsysError
 from recsys.model import (
     ModelConfig,
     MultVAE,
+    SparseLinear,
     _drop_and_normalise,
+    _SparseDenseProduct,
     kl_divergence,
     multinomial_nll,
     to_sparse_tensor,
@@ -60,6 +62,32 @@ def test_sparse_input_layer_equals_a_dense_product() -> None:
     torch.testing.assert_close(code, expected)
 
 
+def test_sparse_input_gradient_equals_the_dense_product_gradient() -> None:
+    batch = random_batch(11, 30, seed=5)
+    batch.data = np.random.default_rng(1).uniform(0.5, 2.0, batch.nnz).astype(np.float32)
+    weight = torch.randn(30, 8, requires_grad=True)
+    upstream = torch.randn(11, 8)
+
+    layer = SparseLinear(30, 8)
+    layer.weight = torch.nn.Parameter(weight.detach().clone())
+    (layer(to_sparse_tensor(batch)) * upstream).sum().backward()
+
+    dense = torch.from_numpy(batch.toarray())
+    ((dense @ weight) * upstream).sum().backward()
+    torch.testing.assert_close(layer.weight.grad, weight.grad)
+    assert layer.bias.grad is not None
+
+
+def test_sparse_input_gradient_passes_gradcheck() -> None:
+    batch = to_sparse_tensor(random_batch(6, 12, seed=2)).to(torch.float64)
+    weight = torch.randn(12, 4, dtype=torch.float64, requires_grad=True)
+
+    def product(w: torch.Tensor) -> torch.Tensor:
+        return _SparseDenseProduct.apply(batch, w)
+
+    assert torch.autograd.gradcheck(product, (weight,))
+
+
 def test_normalisation_gives_unit_rows_and_dropout_rescales() -> None:
     batch = to_sparse_tensor(random_batch(50, 200, seed=3))
     plain = _drop_and_normalise(batch, 0.0).to_dense()
@@ -71,6 +99,24 @@ def test_normalisation_gives_unit_rows_and_dropout_rescales() -> None:
     # Kept entries are doubled; about half are dropped.
     torch.testing.assert_close(kept, 2 * plain[plain != 0][dropped != 0])
     assert 0.4 < (dropped == 0).float().mean() < 0.6
+
+
+def test_multinomial_nll_gradient_equals_the_dense_formulas_gradient() -> None:
+    batch = random_batch()
+    batch.data = np.random.default_rng(4).uniform(0.5, 2.0, batch.nnz).astype(np.float32)
+    logits = torch.randn(9, 40, requires_grad=True)
+    multinomial_nll(logits, to_sparse_tensor(batch)).backward()
+
+    reference = logits.detach().clone().requires_grad_(True)
+    dense = torch.from_numpy(batch.toarray())
+    (-(torch.log_softmax(reference, dim=1) * dense).sum(dim=1).mean()).backward()
+    torch.testing.assert_close(logits.grad, reference.grad)
+
+
+def test_multinomial_nll_passes_gradcheck() -> None:
+    batch = to_sparse_tensor(random_batch(5, 12, seed=6)).to(torch.float64)
+    logits = torch.randn(5, 12, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: multinomial_nll(z, batch), (logits,))
 
 
 def test_multinomial_nll_equals_the_dense_formula() -> None:

@@ -9,7 +9,16 @@ import torch
 
 from recsys import metrics
 from recsys.errors import DataError
-from recsys.recommend import Evaluation, Scorer, evaluate, score_batches, top_k
+from recsys.recommend import (
+    Evaluation,
+    Scorer,
+    _exact_top_columns,
+    evaluate,
+    fresh_scores,
+    score_batches,
+    top_columns,
+    top_k,
+)
 from recsys.splits import Holdout
 
 
@@ -220,3 +229,35 @@ def test_evaluate_rejects_misaligned_holdout() -> None:
     holdout = Holdout(holdout.user_nums, holdout.fold_in, holdout.targets[:, :30])
     with pytest.raises(DataError, match="same shape"):
         evaluate(constant_scorer(), holdout, ks=(5,))
+
+
+@pytest.mark.parametrize(("k", "levels"), [(1, 3), (5, 4), (20, 7), (40, 50), (58, 2)])
+def test_top_columns_candidate_path_equals_ranking_every_item(k: int, levels: int) -> None:
+    rng = np.random.default_rng(k)
+    # Few distinct scores, so ties cross the candidate boundary in many rows.
+    scores = torch.from_numpy(rng.integers(0, levels, (60, 80)).astype(np.float32))
+    scores[rng.random((60, 80)) < 0.2] = float("-inf")
+    scores[:3] = 0.0
+    scores[3, ::2] = -0.0
+    expected = _exact_top_columns(scores, k).numpy()
+    np.testing.assert_array_equal(top_columns(scores, k), expected)
+
+
+def test_top_columns_refuses_nan_anywhere_in_a_row() -> None:
+    scores = torch.arange(200, dtype=torch.float32).repeat(3, 1)
+    scores[1, 7] = float("nan")
+    with pytest.raises(DataError, match="NaN"):
+        top_columns(scores, 5)
+
+
+def test_fresh_scores_are_masked_in_place_and_others_are_copied() -> None:
+    fold_in = sp.csr_matrix(np.eye(3, 4, dtype=np.float32))
+    kept = torch.ones(3, 4)
+    list(score_batches(lambda batch: kept, fold_in))
+    assert torch.equal(kept, torch.ones(3, 4))
+
+    made: list[torch.Tensor] = []
+    scorer = fresh_scores(lambda batch: made.append(torch.ones(3, 4)) or made[-1])
+    (_, scores), = score_batches(scorer, fold_in)
+    assert scores.data_ptr() == made[0].data_ptr()
+    assert torch.isinf(made[0]).sum() == 3

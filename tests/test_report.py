@@ -49,8 +49,10 @@ def fake_checkpoint(
     """A checkpoint directory that passes manifest checks; its weights are not real."""
     path = root / "checkpoints" / name
     path.mkdir(parents=True)
+    model = {"config": {}, "file": "multvae.safetensors", "sha256": ""}
     manifest = {"manifest_version": MANIFEST_VERSION, "name": name, "created_at": created_at,
-                "data": {}, "split": {}, "item_ids": [], "models": {}, "primary": "multvae"}
+                "data": {}, "split": {}, "item_ids": [], "models": {"multvae": model},
+                "primary": "multvae"}
     (path / "manifest.json").write_text(json.dumps(manifest))
     (path / "multvae.safetensors").write_bytes(b"weights")
     return path
@@ -324,21 +326,13 @@ def test_source_identity_is_a_hash_of_the_package() -> None:
 
 
 @pytest.fixture(scope="module")
-def book_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A copy of the book with a small checkpoint trained on the shipped data."""
-    from recsys.config import load_config
-    from recsys.pipeline import train_from_config
-
+def book_root(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[Path]:
+    """A copy of the book with the session's small checkpoint trained on the shipped data."""
     root = copy_book(tmp_path_factory.mktemp("book") / "book")
-    config = load_config(REPO / "configs" / "ml-latest-small.toml", [
-        f'data.path="{DATA}"', 'train.models=["multvae"]', "train.epochs=1",
-        "model.multvae.hidden_dims=[32]", "model.multvae.latent_dim=8",
-        "baselines.ease_lambdas=[]",
-    ])
+    shutil.copytree(tiny_checkpoint, root / "checkpoints" / "tiny")
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("RECSYS_CHECKPOINT", raising=False)
         patch.delenv("QUARTO_PROJECT_ROOT", raising=False)
-        train_from_config(config, root / "checkpoints", "tiny", progress=False)
         yield root
 
 
@@ -349,9 +343,14 @@ def executed_book(book_root: Path) -> dict[str, execute.ExecutedChapter]:
 
 @pytest.mark.slow
 def test_every_chapter_executes_and_follows_the_book_rules(
-    executed_book: dict[str, execute.ExecutedChapter],
+    executed_book: dict[str, execute.ExecutedChapter], book_root: Path
 ) -> None:
-    assert list(executed_book) == ["index.qmd", "report/data.qmd", "report/splits.qmd"]
+    listed = [path.relative_to(book_root).as_posix()
+              for path in execute.book_chapters(book_root)]
+    assert list(executed_book) == listed
+    assert listed[:4] == ["index.qmd", "report/data.qmd", "report/splits.qmd",
+                          "report/predictions.qmd"]
+    assert listed[-1] == "report/training.qmd"
     for name, executed in executed_book.items():
         assert execute.chapter_problems(executed.chapter) == [], name
         assert execute.output_problems(executed) == [], name
@@ -370,6 +369,10 @@ def test_each_labelled_figure_and_table_is_drawn_once(
 
     assert len(executed_book["report/data.qmd"].charts()) == 3
     assert len(executed_book["report/splits.qmd"].charts()) == 2
+    assert len(executed_book["report/predictions.qmd"].charts()) == 5
+    assert len(executed_book["report/training.qmd"].charts()) == 2
+    assert len(executed_book["report/latent.qmd"].charts()) == 4
+    assert len(executed_book["report/output.qmd"].charts()) == 4
 
 
 @pytest.mark.slow
@@ -427,7 +430,9 @@ def test_quarto_renders_the_book_offline(book_root: Path) -> None:
 
     output = book_root / "_book"
     assert (output / "report" / "assets" / BUNDLE_NAME).is_file()
-    for page in ("index.html", "report/data.html", "report/splits.html"):
+    for page in ("index.html", "report/data.html", "report/splits.html",
+                 "report/predictions.html", "report/latent.html", "report/output.html",
+                 "report/training.html"):
         html = (output / page).read_text()
         assert "jsdelivr" not in html
         assert 'src="http' not in html

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from recsys.checkpoint import load_checkpoint, read_manifest
-from recsys.cli import recorded_metrics
 from recsys.pipeline import evaluate_checkpoint
 from recsys.summary import metrics_table
+from recsys.summary import recorded_test_metrics as recorded_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "ml-latest-small"

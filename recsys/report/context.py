@@ -28,6 +28,7 @@ from recsys.errors import CheckpointError
 from recsys.pipeline import checkpoint_split, load_checkpoint_dataset
 from recsys.preprocess import Dataset
 from recsys.report.charts import enable_offline_charts
+from recsys.report.evaluation import Comparison
 from recsys.report.precompute import Artifacts
 from recsys.splits import Split
 
@@ -125,6 +126,13 @@ class ReportContext:
         from recsys.report.precompute import load_artifacts
 
         return load_artifacts(self.checkpoint, self.dataset, self.split, root=self.root)
+
+    @cached_property
+    def comparison(self) -> Comparison:
+        """Every model and baseline scored on the test users at K = 1..100, cached on disk."""
+        from recsys.report.evaluation import load_comparison
+
+        return load_comparison(self.checkpoint, self.dataset, self.split, root=self.root)
 
     def _manifest_only(self) -> Checkpoint:
         """The checkpoint without its weights, for what needs only the manifest."""
