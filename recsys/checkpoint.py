@@ -186,7 +186,7 @@ def find_checkpoint(root: str | Path = "checkpoints") -> Path:
     """The checkpoint named by ``$RECSYS_CHECKPOINT``, else the newest under ``root``.
 
     "Newest" is by the manifest's ``created_at``; directories without a readable manifest
-    are skipped with a warning.
+    are skipped with a warning, and when every one is unreadable the last error is raised.
     """
     named = os.environ.get(ENV_CHECKPOINT)
     if named:
@@ -196,7 +196,7 @@ def find_checkpoint(root: str | Path = "checkpoints") -> Path:
         read_manifest(path)
         return path
 
-    candidates = []
+    candidates, errors = [], []
     for directory in sorted(Path(root).glob("*/")) if Path(root).is_dir() else []:
         if directory.name.startswith(".") or not (directory / MANIFEST).exists():
             continue
@@ -204,6 +204,10 @@ def find_checkpoint(root: str | Path = "checkpoints") -> Path:
             candidates.append((read_manifest(directory)["created_at"], directory))
         except CheckpointError as error:
             log.warning("skipping %s: %s", directory, error)
+            errors.append(error)
+    if not candidates and errors:
+        # Only unusable checkpoints: say why the newest-looking one is refused.
+        raise errors[-1]
     if not candidates:
         raise CheckpointError("no checkpoint found; train one with 'recsys train "
                               "--config configs/ml-latest-small.toml'", path=root)

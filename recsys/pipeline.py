@@ -41,13 +41,10 @@ Scorer = Callable[[sp.csr_matrix], np.ndarray | torch.Tensor]
 KS: tuple[int, ...] = (1, 5, 10, 20, 50, 100)
 
 
-def load_configured_dataset(config: dict[str, Any], base: Path | None = None) -> Dataset:
-    """Load the data a configuration names; relative paths are tried as given, then in ``base``."""
-    path = Path(config["data"]["path"])
-    if not path.is_absolute() and not path.exists() and base is not None:
-        path = base / path
+def load_configured_dataset(config: dict[str, Any]) -> Dataset:
+    """Load and preprocess the data a configuration names."""
     preprocessing = Preprocessing(**config["preprocessing"])
-    return load_dataset(path, preprocessing, **read_options(config))
+    return load_dataset(config["data"]["path"], preprocessing, **read_options(config))
 
 
 def configured_split(dataset: Dataset, config: dict[str, Any]) -> Split:
@@ -194,10 +191,21 @@ def checkpoint_config(checkpoint: Checkpoint) -> dict[str, Any]:
     }
 
 
+def configured_data_path(checkpoint: Checkpoint) -> Path:
+    """Where a checkpoint's data is: its path as given, else relative to the checkpoint's
+    project (the folder that holds ``checkpoints/``)."""
+    path = Path(checkpoint.manifest["data"]["config"]["path"])
+    base = checkpoint.path.resolve().parent.parent
+    if not path.is_absolute() and not path.exists():
+        path = base / path
+    return path
+
+
 def load_checkpoint_dataset(checkpoint: Checkpoint) -> Dataset:
     """Load the data a checkpoint names and refuse it if its fingerprint differs."""
     config = checkpoint_config(checkpoint)
-    dataset = load_configured_dataset(config, base=checkpoint.path.resolve().parent.parent)
+    config["data"] = {**config["data"], "path": str(configured_data_path(checkpoint))}
+    dataset = load_configured_dataset(config)
     if dataset.fingerprint != checkpoint.fingerprint:
         raise CheckpointError(
             f"data fingerprint {dataset.fingerprint[:12]} does not match the checkpoint's "

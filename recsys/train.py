@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from recsys.model import ModelConfig, MultVAE, kl_divergence, multinomial_nll, to_sparse_tensor
 

@@ -18,9 +18,13 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from conftest import write_movielens
 from jupyter_cache import get_cache
 
-from recsys.checkpoint import MANIFEST_VERSION
+from recsys.checkpoint import MANIFEST_VERSION, save_checkpoint
+from recsys.config import load_config
+from recsys.model import ModelConfig, MultVAE
+from recsys.preprocess import Preprocessing, load_dataset
 from recsys.report import execute, prepare
 from recsys.report.charts import BUNDLE_NAME
 
@@ -44,18 +48,25 @@ def copy_book(target: Path) -> Path:
 
 
 def fake_checkpoint(
-    root: Path, name: str = "fake", created_at: str = "2024-01-01T00:00:00"
+    root: Path, name: str = "fake", created_at: str = "2024-01-01T00:00:00",
+    latent_dim: int = 2,
 ) -> Path:
-    """A checkpoint directory that passes manifest checks; its weights are not real."""
-    path = root / "checkpoints" / name
-    path.mkdir(parents=True)
-    model = {"config": {}, "file": "multvae.safetensors", "sha256": ""}
-    manifest = {"manifest_version": MANIFEST_VERSION, "name": name, "created_at": created_at,
-                "data": {}, "split": {}, "item_ids": [], "models": {"multvae": model},
-                "primary": "multvae"}
-    (path / "manifest.json").write_text(json.dumps(manifest))
-    (path / "multvae.safetensors").write_bytes(b"weights")
-    return path
+    """An untrained but valid checkpoint of tiny data written beside it, in ``root``."""
+    data = root / "fake-data"
+    if not data.exists():
+        write_movielens(data, n_users=30, n_items=110)
+    config = load_config(None, [f'data.path="{data}"'])
+    dataset = load_dataset(data, Preprocessing(**config["preprocessing"]))
+    model = MultVAE(ModelConfig("multvae", dataset.n_items, (8,), latent_dim=latent_dim))
+    manifest = {
+        "created_at": created_at,
+        "data": {"config": config["data"], "preprocessing": config["preprocessing"],
+                 "fingerprint": dataset.fingerprint},
+        "split": {"config": config["split"]}, "item_ids": list(dataset.item_ids),
+        "primary": "multvae", "training": {"model": config["model"]}, "baselines": {},
+        "models": {"multvae": {"config": model.config.to_dict()}},
+    }
+    return save_checkpoint(root / "checkpoints", name, {"multvae": model}, manifest)
 
 
 @pytest.fixture
@@ -225,6 +236,32 @@ def test_prepare_without_a_checkpoint_fails_with_one_line_saying_how_to_train(
     assert not (tmp_path / prepare.INCLUDE).exists()
 
 
+@pytest.mark.parametrize("damage", ["old manifest", "missing data", "other data", "latent 1"])
+def test_prepare_refuses_a_checkpoint_the_chapters_cannot_use(
+    tmp_path: Path, no_checkpoint_env: None, capsys: pytest.CaptureFixture[str], damage: str
+) -> None:
+    checkpoint = fake_checkpoint(tmp_path, latent_dim=1 if damage == "latent 1" else 2)
+    manifest = checkpoint / "manifest.json"
+    ratings = tmp_path / "fake-data" / "ratings.csv"
+    if damage == "old manifest":
+        manifest.write_text(manifest.read_text().replace(
+            f'"manifest_version": {MANIFEST_VERSION}', '"manifest_version": 0'))
+    elif damage == "missing data":
+        ratings.unlink()
+    elif damage == "other data":
+        ratings.write_text("\n".join(ratings.read_text().splitlines()[:-30]) + "\n")
+
+    status = prepare.main(["--root", str(tmp_path)])
+
+    error = capsys.readouterr().err
+    assert status == 1
+    assert len(error.strip().splitlines()) == 1, error
+    expected = {"old manifest": "manifest version 0", "missing data": "expected ratings.csv",
+                "other data": "fingerprint", "latent 1": "latent_dim"}[damage]
+    assert expected in error
+    assert not (tmp_path / prepare.INCLUDE).exists()
+
+
 def test_prepare_writes_the_include_and_the_bundle(tmp_path: Path, no_checkpoint_env: None) -> None:
     fake_checkpoint(tmp_path, "old", "2024-01-01T00:00:00")
     newest = fake_checkpoint(tmp_path, "new", "2024-06-01T00:00:00")
@@ -290,8 +327,9 @@ def test_the_cache_key_changes_with_the_checkpoint_and_nothing_else(
     data.write_text(data.read_text().replace("What did the model", "What did this model"))
     edited = [notebook_hash(root, path, cache) for path in chapters]
 
-    # New weights re-execute every chapter.
-    (checkpoint / "multvae.safetensors").write_bytes(b"retrained")
+    # A new checkpoint (here: the same weights with another manifest) re-executes every chapter.
+    manifest = checkpoint / "manifest.json"
+    manifest.write_text(manifest.read_text().replace("2024-01-01", "2024-02-02"))
     prepare.prepare(root)
     after = [notebook_hash(root, path, cache) for path in chapters]
 

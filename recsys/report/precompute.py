@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 import recsys
 from recsys.checkpoint import Checkpoint

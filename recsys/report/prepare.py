@@ -11,22 +11,30 @@ writes two generated files:
 ``report/assets/vega.js``
     Vega, Vega-Lite and Vega-Embed in one file, which every page loads from the site itself.
 
-With no checkpoint it exits with status 1 and one line saying how to train one.
+Before writing anything it checks the checkpoint the way the chapters will use it: a readable
+manifest of the current version, weight files that match their sha256, the data it names
+present and of the same fingerprint, and a latent space of at least two dimensions. Any problem
+ends the build here with status 1 and one line, before a chapter runs; with no checkpoint that
+line says how to train one.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from recsys.checkpoint import checkpoint_identity
-from recsys.errors import RecsysError
+from recsys.checkpoint import Checkpoint, checkpoint_identity, load_checkpoint
+from recsys.data import resolve_interaction_file
+from recsys.errors import CheckpointError, RecsysError
+from recsys.pipeline import configured_data_path, load_checkpoint_dataset
 from recsys.report.charts import write_bundle
 from recsys.report.context import resolve_checkpoint, source_identity
+from recsys.report.precompute import CACHE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ def prepare(root: str | Path) -> Prepared:
     root = Path(root).resolve()
     checkpoint = resolve_checkpoint(root).resolve()
     identity = checkpoint_identity(checkpoint)
+    check_checkpoint(root, checkpoint, identity)
 
     # A checkpoint inside the book is named relative to it, so the include moves with the book.
     shown = checkpoint.relative_to(root) if checkpoint.is_relative_to(root) else checkpoint
@@ -72,6 +81,32 @@ def prepare(root: str | Path) -> Prepared:
         include.write_text(text, encoding="utf-8")
     log.info("book prepared for checkpoint %s (identity %s)", shown, identity[:12])
     return Prepared(checkpoint, identity, include, write_bundle(root / ASSETS))
+
+
+def check_checkpoint(root: Path, checkpoint: Path, identity: str) -> None:
+    """Refuse a checkpoint the chapters could not use; see the module docstring.
+
+    Reloading the data is the slow part, so a successful check is remembered in a stamp file
+    keyed by the checkpoint's identity and the data file's size and modification time.
+    """
+    loaded = load_checkpoint(checkpoint)
+    for name, model in loaded.models.items():
+        if model.config.latent_dim < 2:
+            raise CheckpointError(f"latent_dim is {model.config.latent_dim} for {name}; the "
+                                  "latent-space chapter expects at least 2",
+                                  path=checkpoint, field="model.latent_dim")
+
+    manifest_only = Checkpoint(checkpoint, loaded.manifest, models={})
+    data_file = resolve_interaction_file(configured_data_path(manifest_only))
+    stat = data_file.stat()
+    key = hashlib.sha256(f"{identity}\n{data_file}\n{stat.st_size}\n{stat.st_mtime_ns}"
+                         .encode()).hexdigest()[:32]
+    stamp = root / CACHE_DIR / f"checked-{key}"
+    if stamp.is_file():
+        return
+    load_checkpoint_dataset(manifest_only)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(f"{checkpoint}\n{data_file}\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
