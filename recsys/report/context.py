@@ -25,9 +25,10 @@ from recsys.checkpoint import (
     read_manifest,
 )
 from recsys.errors import CheckpointError
-from recsys.pipeline import checkpoint_split, load_checkpoint_dataset
+from recsys.pipeline import checkpoint_split
 from recsys.preprocess import Dataset
 from recsys.report.charts import enable_offline_charts
+from recsys.report.datacache import load_cached_dataset
 from recsys.report.evaluation import Comparison
 from recsys.report.precompute import Artifacts
 from recsys.splits import Split
@@ -112,8 +113,11 @@ class ReportContext:
 
     @cached_property
     def dataset(self) -> Dataset:
-        """The data the checkpoint was trained on, reloaded and checked against its fingerprint."""
-        return load_checkpoint_dataset(self._manifest_only())
+        """The data the checkpoint was trained on, checked against its fingerprint.
+
+        Parsed from the source once per checkpoint, then read from a copy in the book's cache.
+        """
+        return load_cached_dataset(self._manifest_only(), root=self.root)
 
     @cached_property
     def split(self) -> Split:

@@ -31,9 +31,10 @@ from typing import Final
 from recsys.checkpoint import Checkpoint, checkpoint_identity, load_checkpoint
 from recsys.data import resolve_interaction_file
 from recsys.errors import CheckpointError, RecsysError
-from recsys.pipeline import configured_data_path, load_checkpoint_dataset
+from recsys.pipeline import configured_data_path
 from recsys.report.charts import write_bundle
 from recsys.report.context import resolve_checkpoint, source_identity
+from recsys.report.datacache import load_cached_dataset
 from recsys.report.precompute import CACHE_DIR
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,8 @@ def check_checkpoint(root: Path, checkpoint: Path, identity: str) -> None:
     stamp = root / CACHE_DIR / f"checked-{key}"
     if stamp.is_file():
         return
-    load_checkpoint_dataset(manifest_only)
+    # The check stores the data it read, so the chapters need not parse the source again.
+    load_cached_dataset(manifest_only, root=root)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     stamp.write_text(f"{checkpoint}\n{data_file}\n", encoding="utf-8")
 
