@@ -9,6 +9,7 @@ numbers from a checkpoint and the data it names.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -120,7 +121,7 @@ def train_from_config(
 
     manifest = {
         "created_at": now_iso(),
-        "data": _data_entry(dataset, config),
+        "data": _data_entry(dataset, config, Path(root) / name),
         "split": {"strategy": split.strategy, "settings": split.settings,
                   "config": config["split"], "stats": split.stats},
         "item_ids": [str(i) for i in dataset.item_ids[split.item_nums]],
@@ -192,13 +193,19 @@ def checkpoint_config(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def configured_data_path(checkpoint: Checkpoint) -> Path:
-    """Where a checkpoint's data is: its path as given, else relative to the checkpoint's
-    project (the folder that holds ``checkpoints/``)."""
-    path = Path(checkpoint.manifest["data"]["config"]["path"])
-    base = checkpoint.path.resolve().parent.parent
-    if not path.is_absolute() and not path.exists():
-        path = base / path
-    return path
+    """Where a checkpoint's data is, wherever the command runs.
+
+    An absolute path is taken as it is. A relative one is found from the checkpoint itself
+    (``data.from_checkpoint``, recorded at training time), so a project can be moved or
+    cloned; checkpoints without that entry fall back to the folder above ``checkpoints/``.
+    """
+    data = checkpoint.manifest["data"]
+    path = Path(data["config"]["path"])
+    if path.is_absolute():
+        return path
+    if "from_checkpoint" in data:
+        return Path(os.path.normpath(checkpoint.path.resolve() / data["from_checkpoint"]))
+    return path if path.exists() else checkpoint.path.resolve().parent.parent / path
 
 
 def load_checkpoint_dataset(checkpoint: Checkpoint) -> Dataset:
@@ -242,9 +249,12 @@ def _validator(holdout: Holdout | None, device: str, batch_size: int) -> Callabl
     return validate
 
 
-def _data_entry(dataset: Dataset, config: dict[str, Any]) -> dict[str, Any]:
+def _data_entry(dataset: Dataset, config: dict[str, Any], target: Path) -> dict[str, Any]:
+    """The manifest's data entry; ``target`` is the checkpoint directory about to be written."""
+    source = Path(config["data"]["path"]).resolve()
     return {
         "config": config["data"],
+        "from_checkpoint": os.path.relpath(source, target.resolve()),
         "source": dataset.source,
         "preprocessing": config["preprocessing"],
         "fingerprint": dataset.fingerprint,

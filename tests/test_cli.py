@@ -187,3 +187,21 @@ def test_synth_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "data", "synth", "--out", str(tmp_path / "bad"), "--items", "5")
     assert code == 2 and "--items" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_relative_data_path_is_found_from_anywhere(tmp_path: Path, tiny_config: Path,
+                                                     movielens_dir: Path, monkeypatch,
+                                                     capsys) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    movielens_dir.rename(project / "data" / "tiny")
+    monkeypatch.chdir(project)
+    code, out, err = run(capsys, "train", "--config", str(tiny_config), "--set",
+                         'data.path="data/tiny"', "--root", "runs/nested", "--epochs", "1")
+    assert code == 0, err
+    checkpoint = project / out.strip()
+
+    # Another working folder: the data is found from the checkpoint, not from the cwd.
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "evaluate", str(checkpoint))
+    assert code == 0, err
