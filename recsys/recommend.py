@@ -215,7 +215,7 @@ def evaluate(
     seconds = time.perf_counter() - started
 
     per_user = ranking_metrics(recommended, holdout.targets, ks)
-    log.info("evaluated %d users in %.2f s: NDCG@%d %.4f", holdout.n_users, seconds, ks[-1],
+    log.debug("evaluated %d users in %.2f s: NDCG@%d %.4f", holdout.n_users, seconds, ks[-1],
              mean_over_users(per_user["ndcg"][ks[-1]]))
     return Evaluation(
         ks=ks,
