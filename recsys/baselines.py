@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -127,8 +128,8 @@ def fit_ease(train: sp.csr_matrix, lam: float = 500.0) -> Ease:
     Returns
     -------
     Ease
-        The fitted scorer. Memory grows as items squared: at most one float64 and one float32
-        items x items matrix exist at once (12 bytes per item pair).
+        The fitted scorer. Memory grows as items squared: one float64 items x items matrix
+        (8 bytes per item pair), which becomes the float32 weights in place.
     """
     lam = _check_lambda(lam)
     return Ease(_ease_weights(_gram(_check_train(train)), lam, overwrite=True), lam)
@@ -202,7 +203,7 @@ def _gram(matrix: sp.csr_matrix, block: int = 1024) -> np.ndarray:
     started = time.perf_counter()
     n_items = matrix.shape[1]
     item_users, user_items = matrix.T.tocsr(), matrix.tocsc()
-    gram = np.empty((n_items, n_items), order="F")
+    gram = _square_buffer(n_items)
     for start in range(0, n_items, block):
         columns = slice(start, min(start + block, n_items))
         gram[:, columns] = (item_users @ user_items[:, columns]).toarray()
@@ -215,28 +216,62 @@ def _ease_weights(gram: np.ndarray, lam: float, overwrite: bool = False) -> np.n
 
     The inverse is taken in float64: with a small penalty the regularised Gram matrix can be
     ill-conditioned, and float32 would lose the weights of rare items. With ``overwrite`` a
-    float64 Fortran-ordered ``gram`` is factorised in place; otherwise it is copied once.
+    Gram matrix from :func:`_gram` is factorised in place; otherwise it is copied once.
     """
     started = time.perf_counter()
-    in_place = overwrite and gram.dtype == np.float64 and gram.flags.f_contiguous
-    regularised = gram if in_place else np.array(gram, dtype=np.float64, order="F")
+    regularised = gram if overwrite and _mapping(gram) is not None else _square_buffer(len(gram))
+    if regularised is not gram:
+        regularised[...] = gram
     regularised[np.diag_indices_from(regularised)] += lam
     precision = _positive_definite_inverse(regularised)
 
     # Column j is divided by -P[j, j]; the diagonal is then zero by the constraint.
-    weights = _scaled_columns(precision, -1.0 / np.diag(precision))
+    weights = _divided_columns_in_place(precision, -np.diag(precision))
     np.fill_diagonal(weights, 0.0)
     log.debug("EASE weights (lambda %g) in %.2f s", lam, time.perf_counter() - started)
     return weights
 
 
-def _scaled_columns(matrix: np.ndarray, scale: np.ndarray, block: int = 1024) -> np.ndarray:
-    """float32 C-ordered ``matrix * scale`` (scale per column), a block of rows at a time."""
-    result = np.empty(matrix.shape, dtype=np.float32)
-    for start in range(0, matrix.shape[0], block):
-        rows = slice(start, start + block)
-        np.multiply(matrix[rows], scale, out=result[rows], casting="same_kind")
-    return result
+def _square_buffer(size: int) -> np.ndarray:
+    """An uninitialised size x size float64 Fortran-ordered array on its own memory map.
+
+    Owning the mapping lets :func:`_divided_columns_in_place` hand half of it back.
+    """
+    mapping = mmap.mmap(-1, max(8 * size * size, 1))
+    return np.frombuffer(mapping, np.float64, count=size * size).reshape((size, size), order="F")
+
+
+def _mapping(array: np.ndarray) -> mmap.mmap | None:
+    """The memory map under ``array``, if it is a view of one."""
+    base = array.base
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None) or getattr(base, "obj", None)
+    return base
+
+
+def _divided_columns_in_place(
+    precision: np.ndarray, divisor: np.ndarray, block: int = 1024
+) -> np.ndarray:
+    """float32 C-ordered ``precision / divisor`` (per column), in ``precision``'s memory.
+
+    ``precision`` is symmetric, float64 and Fortran-ordered on a map from
+    :func:`_square_buffer`. Rows ``i`` of the result are its columns ``i`` (transposed),
+    divided, and written as float32 into the first half of the same memory; a block of rows
+    never lands beyond the columns it is read from, so nothing is overwritten before it is
+    read. The second half is then given back to the operating system.
+    """
+    size = len(precision)
+    mapping = _mapping(precision)
+    weights = np.frombuffer(mapping, np.float32, count=size * size).reshape(size, size)
+    for start in range(0, size, block):
+        rows = slice(start, min(start + block, size))
+        weights[rows] = (precision[:, rows].T / divisor).astype(np.float32)
+
+    # Whole pages past the float32 weights are no longer used.
+    first_free = -(-4 * size * size // mmap.PAGESIZE) * mmap.PAGESIZE
+    if hasattr(mapping, "madvise") and first_free < len(mapping):
+        mapping.madvise(mmap.MADV_DONTNEED, first_free, len(mapping) - first_free)
+    return weights
 
 
 def _positive_definite_inverse(matrix: np.ndarray, block: int = 1024) -> np.ndarray:

@@ -216,7 +216,7 @@ def evaluate(
 
     per_user = ranking_metrics(recommended, holdout.targets, ks)
     log.debug("evaluated %d users in %.2f s: NDCG@%d %.4f", holdout.n_users, seconds, ks[-1],
-             mean_over_users(per_user["ndcg"][ks[-1]]))
+              mean_over_users(per_user["ndcg"][ks[-1]]))
     return Evaluation(
         ks=ks,
         user_nums=np.asarray(holdout.user_nums),
