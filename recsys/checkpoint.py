@@ -203,11 +203,12 @@ def find_checkpoint(root: str | Path = "checkpoints") -> Path:
         try:
             candidates.append((read_manifest(directory)["created_at"], directory))
         except CheckpointError as error:
-            log.warning("skipping %s: %s", directory, error)
             errors.append(error)
     if not candidates and errors:
-        # Only unusable checkpoints: say why the newest-looking one is refused.
+        # Only unusable checkpoints: say why the last one is refused, once.
         raise errors[-1]
+    for error in errors:
+        log.warning("skipping a checkpoint: %s", error)
     if not candidates:
         raise CheckpointError("no checkpoint found; train one with 'recsys train "
                               "--config configs/ml-latest-small.toml'", path=root)

@@ -100,7 +100,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f'train.device="{args.device}"')
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides,
+                         flags={"train.device": "--device", "train.epochs": "--epochs"})
     _check_device(config["train"]["device"])
     path = train_from_config(config, args.root, args.name, progress=not args.quiet)
     print(path)
@@ -114,11 +115,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     ks = _parse_ks(args.ks)
     path = args.checkpoint or find_checkpoint(args.root)
-    log.info("evaluating %s", path)
     checkpoint = load_checkpoint(path)
     available = checkpoint.manifest.get("metrics_ks", [])
     if any(k not in available for k in ks):
         raise RecsysError(f"expected cut-offs among {available}, got {ks}", field="--ks")
+    log.info("evaluating %s", path)
     results = evaluate_checkpoint(checkpoint)
     print(metrics_table(checkpoint.manifest, results, ks))
     recorded = recorded_test_metrics(checkpoint.manifest)

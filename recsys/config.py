@@ -74,13 +74,17 @@ SPLIT_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_config(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
+def load_config(
+    path: str | Path | None,
+    overrides: list[str] | None = None,
+    flags: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Read a TOML file (or none), merge it over the defaults and apply ``key=value`` overrides.
 
     Overrides use dotted keys (``train.epochs=5``, ``model.multvae.latent_dim=64``); their
     values are parsed as TOML values (``[600]``, ``true``, ``0.2``), or taken as strings.
     Every value is checked here, before any work starts; an error names the file (or
-    ``--set``) and the dotted key.
+    ``--set``, or the option named for that key in ``flags``) and the dotted key.
     """
     config = copy.deepcopy(DEFAULTS)
     origins: dict[str, str] = {}
@@ -88,7 +92,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         _merge(config, _read_toml(Path(path)), str(path), "", origins)
     for override in overrides or []:
         key, value = _parse_override(override)
-        _merge(config, _nest(key, value), "--set", "", origins)
+        _merge(config, _nest(key, value), (flags or {}).get(key, "--set"), "", origins)
     _check(config, origins)
     return config
 

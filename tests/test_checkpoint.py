@@ -137,3 +137,15 @@ def test_identity_changes_with_any_file(saved: Path) -> None:
     manifest = saved / "manifest.json"
     manifest.write_text(manifest.read_text().replace("heldout_users", "random"))
     assert ckpt.checkpoint_identity(saved) != before
+
+
+def test_only_unusable_checkpoints_raise_their_error_without_a_warning(
+    saved: Path, monkeypatch, caplog
+) -> None:
+    monkeypatch.delenv(ckpt.ENV_CHECKPOINT, raising=False)
+    manifest = saved / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"manifest_version": 1',
+                                                     '"manifest_version": 0'))
+    with caplog.at_level("WARNING"), pytest.raises(CheckpointError, match="version 0"):
+        find_checkpoint(saved.parent)
+    assert caplog.records == []
