@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from recsys.config import load_config
     from recsys.pipeline import train_from_config
 
@@ -103,7 +105,10 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides,
                          flags={"train.device": "--device", "train.epochs": "--epochs"})
     _check_device(config["train"]["device"])
-    path = train_from_config(config, args.root, args.name, progress=not args.quiet)
+
+    # Log lines go above the progress bars instead of through them.
+    with logging_redirect_tqdm():
+        path = train_from_config(config, args.root, args.name, progress=not args.quiet)
     print(path)
     return 0
 
