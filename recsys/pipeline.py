@@ -116,8 +116,10 @@ def train_from_config(
             "validation": score_holdout(model_scorer(model, settings.device), split.validation),
             "test": score_holdout(model_scorer(model, settings.device), split.test),
         }
-        log.info("%s test metrics %s (best epoch %d)", kind, entries[kind]["test"],
-                 result.best_epoch)
+        test = entries[kind]["test"]
+        top = max(k for k in KS if f"ndcg@{k}" in test)
+        log.info("%s: best epoch %d, test NDCG@%d %.4f", kind, result.best_epoch, top,
+                 test[f"ndcg@{top}"])
 
     manifest = {
         "created_at": now_iso(),
