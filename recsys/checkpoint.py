@@ -245,14 +245,6 @@ def library_versions() -> dict[str, str]:
             "pandas": pandas.__version__, "python": platform.python_version()}
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    staging = path.with_name(f".{path.name}.partial")
-    _write_json(staging, payload)
-    os.replace(staging, path)
-
-
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write text to ``path`` through a temporary file and a rename."""
     path = Path(path)

@@ -164,17 +164,29 @@ def fit_baselines(split: Split, config: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_checkpoint(checkpoint: Checkpoint, dataset: Dataset | None = None) -> dict[str, Any]:
     """Recompute every model's and baseline's test metrics from the checkpoint and its data."""
-    config = checkpoint_config(checkpoint)
     dataset = dataset or load_checkpoint_dataset(checkpoint)
     split = checkpoint_split(checkpoint, dataset)
+    return {name: score_holdout(scorer, split.test)
+            for name, scorer in checkpoint_scorers(checkpoint, split).items()}
 
-    results: dict[str, dict[str, float]] = {}
-    for model_name, model in checkpoint.models.items():
-        results[model_name] = score_holdout(model_scorer(model), split.test)
-    fitted = fit_baselines(split, config)
-    for baseline, entry in fitted.items():
-        results[baseline] = entry["test"]
-    return results
+
+def checkpoint_scorers(checkpoint: Checkpoint, split: Split) -> dict[str, Scorer]:
+    """A checkpoint's models (primary first), popularity and EASE as scorers, by name.
+
+    The baselines are refitted on the split's training rows; EASE with the penalty the
+    manifest records, and not at all for a checkpoint trained without it.
+    """
+    primary = checkpoint.manifest["primary"]
+    names = [primary, *(name for name in checkpoint.models if name != primary)]
+    scorers: dict[str, Scorer] = {name: model_scorer(checkpoint.models[name]) for name in names}
+    scorers["popularity"] = baselines.fit_popularity(split.train)
+    ease = checkpoint.manifest.get("baselines", {}).get("ease")
+    if ease:
+        started = time.perf_counter()
+        scorers["ease"] = baselines.fit_ease(split.train, float(ease["lambda"]))
+        log.info("EASE refitted (lambda %g) in %.1f s", ease["lambda"],
+                 time.perf_counter() - started)
+    return scorers
 
 
 def checkpoint_config(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -14,10 +14,15 @@ import pytest
 import vl_convert as vlc
 
 import recsys
-from recsys import metrics
+from recsys import baselines, metrics
 from recsys.baselines import fit_popularity
 from recsys.checkpoint import load_checkpoint
-from recsys.pipeline import checkpoint_split, load_checkpoint_dataset, model_scorer
+from recsys.pipeline import (
+    checkpoint_scorers,
+    checkpoint_split,
+    load_checkpoint_dataset,
+    model_scorer,
+)
 from recsys.preprocess import Dataset, Preprocessing, build_dataset
 from recsys.report import charts, evaluation, overview, prediction_charts
 from recsys.report.context import ReportContext, load_context
@@ -323,12 +328,12 @@ def test_the_comparison_refits_ease_with_the_recorded_lambda(
         fitted.append(lam)
         return fit_popularity(train)
 
-    monkeypatch.setattr(evaluation, "fit_ease", fake_ease)
+    monkeypatch.setattr(baselines, "fit_ease", fake_ease)
     checkpoint = tiny.checkpoint
     manifest = {**checkpoint.manifest, "baselines": {"ease": {"lambda": 123.0}}}
     checkpoint = type(checkpoint)(checkpoint.path, manifest, checkpoint.models)
 
-    scorers = evaluation.comparison_scorers(checkpoint, tiny.split)
+    scorers = checkpoint_scorers(checkpoint, tiny.split)
 
     assert list(scorers) == ["multvae", "popularity", "ease"]
     assert fitted == [123.0]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Final
@@ -29,7 +28,7 @@ import recsys
 from recsys.checkpoint import Checkpoint
 from recsys.pipeline import configured_data_path, load_checkpoint_dataset
 from recsys.preprocess import Dataset, Preprocessing, fingerprint
-from recsys.report.precompute import CACHE_DIR
+from recsys.report.precompute import cache_file, save_atomic
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def cache_key(checkpoint: Checkpoint) -> str:
 
 def load_cached_dataset(checkpoint: Checkpoint, root: str | Path = ".") -> Dataset:
     """The checkpoint's data, from the on-disk copy or loaded (and checked) and then stored."""
-    path = Path(root) / CACHE_DIR / f"dataset-{cache_key(checkpoint)[:32]}.npz"
+    path = cache_file(root, "dataset", cache_key(checkpoint))
     if path.is_file():
         dataset = _read(path)
         if fingerprint(dataset) == checkpoint.fingerprint:
@@ -67,24 +66,19 @@ def load_cached_dataset(checkpoint: Checkpoint, root: str | Path = ".") -> Datas
                     "reading the source again", path)
 
     dataset = load_checkpoint_dataset(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    # Write beside the target and rename, so a reader never sees half a file.
-    staging = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
-    _write(staging, dataset)
-    os.replace(staging, path)
+    save_atomic(path, _arrays(dataset))
     return dataset
 
 
-def _write(path: Path, dataset: Dataset) -> None:
-    """Store ``dataset`` as arrays; its settings and names travel as one JSON string."""
+def _arrays(dataset: Dataset) -> dict[str, np.ndarray]:
+    """``dataset`` as arrays; its settings and names travel as one JSON string."""
     meta = {"source": dataset.source, "titles_source": dataset.titles_source,
             "preprocessing": asdict(dataset.preprocessing),
             "columns": list(dataset.interactions.columns)}
     columns = {f"column_{name}": dataset.interactions[name].to_numpy()
                for name in dataset.interactions.columns}
     texts = {name: np.asarray(getattr(dataset, name), dtype=str) for name in _TEXT_ARRAYS}
-    np.savez(path, meta=np.array(json.dumps(meta)), ratings=dataset.ratings, **texts, **columns)
+    return {"meta": np.array(json.dumps(meta)), "ratings": dataset.ratings, **texts, **columns}
 
 
 def _read(path: Path) -> Dataset:

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -29,13 +27,12 @@ import numpy as np
 import pandas as pd
 
 import recsys
-from recsys.baselines import fit_ease, fit_popularity
 from recsys.checkpoint import Checkpoint
 from recsys.errors import DataError
-from recsys.pipeline import model_scorer
+from recsys.pipeline import checkpoint_scorers
 from recsys.preprocess import Dataset
 from recsys.recommend import Scorer, evaluate
-from recsys.report.precompute import CACHE_DIR
+from recsys.report.precompute import cache_file, save_atomic
 from recsys.splits import Holdout, Split
 
 log = logging.getLogger(__name__)
@@ -100,25 +97,6 @@ class Comparison:
         return np.nanmean(getattr(self, metric).astype(np.float64), axis=1)
 
 
-def comparison_scorers(checkpoint: Checkpoint, split: Split) -> dict[str, Scorer]:
-    """The scorers to compare, by name: the checkpoint's models, popularity and EASE.
-
-    EASE is refitted on the split's training rows with the penalty the manifest records; a
-    checkpoint trained without EASE gets no EASE scorer.
-    """
-    primary = checkpoint.manifest["primary"]
-    names = [primary, *(name for name in checkpoint.models if name != primary)]
-    scorers: dict[str, Scorer] = {name: model_scorer(checkpoint.models[name]) for name in names}
-    scorers["popularity"] = fit_popularity(split.train)
-    ease = checkpoint.manifest.get("baselines", {}).get("ease")
-    if ease:
-        started = time.perf_counter()
-        scorers["ease"] = fit_ease(split.train, float(ease["lambda"]))
-        log.info("EASE refitted (lambda %g) in %.1f s", ease["lambda"],
-                 time.perf_counter() - started)
-    return scorers
-
-
 def compute_comparison(
     scorers: dict[str, Scorer], holdout: Holdout, max_k: int = MAX_K, batch_size: int = 1000
 ) -> Comparison:
@@ -157,7 +135,7 @@ def cache_key(checkpoint: Checkpoint, dataset: Dataset) -> str:
 
 def cache_path(checkpoint: Checkpoint, dataset: Dataset, root: str | Path = ".") -> Path:
     """Where :func:`load_comparison` keeps the comparison of ``checkpoint`` on ``dataset``."""
-    return Path(root) / CACHE_DIR / f"comparison-{cache_key(checkpoint, dataset)[:32]}.npz"
+    return cache_file(root, "comparison", cache_key(checkpoint, dataset))
 
 
 def load_comparison(
@@ -171,16 +149,11 @@ def load_comparison(
             arrays = {name: stored[name] for name in stored.files}
         return Comparison(models=[str(name) for name in arrays.pop("models")], **arrays)
 
-    comparison = compute_comparison(comparison_scorers(checkpoint, split), split.test)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    # Write beside the target and rename, so a reader never sees half a file.
-    staging = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
-    np.savez(staging, models=np.array(comparison.models, dtype=str),
-             user_nums=comparison.user_nums, n_fold_in=comparison.n_fold_in,
-             n_targets=comparison.n_targets, recall=comparison.recall, ndcg=comparison.ndcg,
-             top_items=comparison.top_items)
-    os.replace(staging, path)
+    comparison = compute_comparison(checkpoint_scorers(checkpoint, split), split.test)
+    save_atomic(path, {"models": np.array(comparison.models, dtype=str),
+                       "user_nums": comparison.user_nums, "n_fold_in": comparison.n_fold_in,
+                       "n_targets": comparison.n_targets, "recall": comparison.recall,
+                       "ndcg": comparison.ndcg, "top_items": comparison.top_items})
     return comparison
 
 

@@ -159,6 +159,19 @@ def compute_artifacts(
     return out
 
 
+def cache_file(root: str | Path, kind: str, key: str) -> Path:
+    """The ``.npz`` file under ``root``'s cache that holds ``kind`` for ``key`` (a sha256)."""
+    return Path(root) / CACHE_DIR / f"{kind}-{key[:32]}.npz"
+
+
+def save_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays to ``path`` beside it first and rename, so no reader sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
+    np.savez(staging, **arrays)
+    os.replace(staging, path)
+
+
 def cache_key(checkpoint: Checkpoint, dataset: Dataset) -> str:
     """sha256 of the checkpoint's identity, the data fingerprint and the package version."""
     parts = (checkpoint.identity(), dataset.fingerprint, recsys.__version__, str(TOP_K))
@@ -170,17 +183,12 @@ def load_artifacts(
     progress: bool = False,
 ) -> Artifacts:
     """The checkpoint's :class:`Artifacts`, from the on-disk cache or computed and stored."""
-    path = Path(root) / CACHE_DIR / f"artifacts-{cache_key(checkpoint, dataset)[:32]}.npz"
+    path = cache_file(root, "artifacts", cache_key(checkpoint, dataset))
     if path.is_file():
         with np.load(path, allow_pickle=False) as stored:
             log.info("artifacts from cache %s", path)
             return Artifacts(**{f.name: stored[f.name] for f in fields(Artifacts)})
 
     artifacts = compute_artifacts(checkpoint.primary, dataset, split, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    # Write beside the target and rename, so a reader never sees half a file.
-    staging = path.with_name(f".{path.stem}.{os.getpid()}.partial.npz")
-    np.savez(staging, **{f.name: getattr(artifacts, f.name) for f in fields(Artifacts)})
-    os.replace(staging, path)
+    save_atomic(path, {f.name: getattr(artifacts, f.name) for f in fields(Artifacts)})
     return artifacts
