@@ -150,7 +150,9 @@ def _synth(args: argparse.Namespace) -> int:
     try:
         check_shape(args.users, args.items, args.interactions)
     except RecsysError as error:
-        raise RecsysError(str(error).replace("n_", "--", 1)) from None
+        # The generator names its arguments; the command line calls them --users and so on.
+        option = "--" + (error.field or "").removeprefix("n_")
+        raise RecsysError(error.message, field=option) from None
     path = write_synthetic(args.out, args.users, args.items, args.interactions, seed=args.seed)
     print(path)
     return 0

@@ -18,7 +18,8 @@ class RecsysError(Exception):
             prefix += f"{path}: "
         if field is not None:
             prefix += f"{field}: "
-        super().__init__(prefix + " ".join(message.split()))
+        self.message = " ".join(message.split())
+        super().__init__(prefix + self.message)
         self.path = None if path is None else Path(path)
         self.field = field
 
