@@ -346,6 +346,12 @@ def check_shape(
         raise DataError(f"expected at least {2 * MIN_USER_ITEMS} items, got {n_items}",
                         field="n_items")
     low, high = max(MIN_USER_ITEMS * n_users, n_items), _user_cap(n_items) * n_users
+    if low > high:
+        # Every item needs a user, and a user holds at most the cap: no count fits.
+        needed = -(-n_items // _user_cap(n_items))
+        raise DataError(f"expected at least {needed} users for {n_items} items (each item needs "
+                        f"a user, a user holds at most {_user_cap(n_items)}), got {n_users}",
+                        field="n_users")
     if not low <= n_interactions <= high:
         raise DataError(
             f"expected between {low} and {high} interactions for {n_users} users and "

@@ -144,3 +144,9 @@ def test_written_data_preprocesses_to_the_requested_shape(tmp_path: Path) -> Non
     dataset = load_dataset(tmp_path)
     assert dataset.n_users == SHAPE["n_users"]
     assert dataset.n_items == SHAPE["n_items"]
+
+
+def test_too_few_users_for_the_items_names_the_users() -> None:
+    # 40 items, at most 10 per user: 3 users cannot cover them, whatever the interactions.
+    with pytest.raises(DataError, match=r"n_users: expected at least 4 users for 40 items"):
+        synthetic_ratings(n_users=3, n_items=40, n_interactions=30)
